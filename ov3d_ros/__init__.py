@@ -1,0 +1,1 @@
+"""ov3d_ros: open-vocabulary 3D perception for ROS 2."""

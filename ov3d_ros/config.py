@@ -1,0 +1,187 @@
+"""Typed configuration: the one place YAML becomes dataclasses.
+
+`config/perception.yaml` is a ROS 2 parameter file (``<node_name>: {ros__parameters: {...}}``). The launch file
+hands it to the nodes as a params file, `ov3d launch` hands the same file to rcl, and the nodes declare every field
+below as a ROS parameter (with its description and range) and read it back into these dataclasses. Offline tools
+load the same file with :func:`load_perception_config`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+PACKAGE = "ov3d_ros"
+ROS_PARAMS_KEY = "ros__parameters"
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message names the file and the key."""
+
+
+def param(default: Any, description: str, low: float | None = None, high: float | None = None) -> Any:
+    """A dataclass field that is also a ROS parameter: its description and optional inclusive range."""
+    return field(default=default, metadata={"description": description, "range": (low, high)})
+
+
+@dataclass
+class FusionNodeConfig:
+    """Sensor ingestion: RGB-D and LiDAR messages, time-synchronised and transformed into the map frame."""
+
+    map_frame: str = param("map", "Fixed world frame the map is built in (REP-105).")
+    use_rgbd: bool = param(True, "Subscribe to the colour, depth and camera-info topics.")
+    use_lidar: bool = param(True, "Subscribe to the LiDAR PointCloud2 topic.")
+    color_topic: str = param("/camera/color/image_raw", "Colour image topic (rgb8 / bgr8 / mono8).")
+    depth_topic: str = param("/camera/depth/image_raw", "Depth image topic (16UC1 millimetres or 32FC1 metres).")
+    camera_info_topic: str = param("/camera/color/camera_info", "CameraInfo of the (registered) depth image.")
+    lidar_topic: str = param("/lidar/points", "LiDAR PointCloud2 topic.")
+    sync_slop_s: float = param(0.05, "Largest stamp spread of a colour/depth/info set.", 0.0, 1.0)
+    sync_queue_size: int = param(10, "Messages kept per topic while waiting for a match.", 1, 1000)
+    depth_min_m: float = param(0.1, "Depth readings nearer than this are invalid.", 0.0, 100.0)
+    depth_max_m: float = param(6.0, "Depth readings farther than this are invalid.", 0.1, 100.0)
+    lidar_min_m: float = param(0.3, "LiDAR returns nearer than this (robot body) are dropped.", 0.0, 100.0)
+    lidar_max_m: float = param(30.0, "LiDAR returns farther than this are dropped.", 0.1, 1000.0)
+    depth_stride: int = param(2, "Use every n-th depth pixel in both directions.", 1, 16)
+    tf_cache_s: float = param(30.0, "How much transform history the TF buffer keeps.", 1.0, 3600.0)
+    tf_tolerance_s: float = param(0.05, "How far past the newest transform a lookup may extrapolate.", 0.0, 1.0)
+    queue_depth: int = param(5, "Subscription queue depth for sensor topics.", 1, 100)
+    log_throttle_s: float = param(5.0, "Minimum seconds between repeated warnings of one kind.", 0.0, 3600.0)
+
+    def __post_init__(self) -> None:
+        if self.depth_min_m >= self.depth_max_m:
+            raise ConfigError(f"depth_min_m ({self.depth_min_m}) must be below depth_max_m ({self.depth_max_m})")
+        if self.lidar_min_m >= self.lidar_max_m:
+            raise ConfigError(f"lidar_min_m ({self.lidar_min_m}) must be below lidar_max_m ({self.lidar_max_m})")
+        if not (self.use_rgbd or self.use_lidar):
+            raise ConfigError("at least one of use_rgbd and use_lidar must be true")
+        if not self.map_frame.strip("/"):
+            raise ConfigError("map_frame must not be empty")
+
+
+@dataclass
+class GroundingNodeConfig:
+    """The /ground_object service: text query in, ranked 3D boxes out."""
+
+    map_frame: str = param("map", "Frame the map (and so every answer before transforming) is expressed in.")
+    max_query_chars: int = param(1000, "Longest query accepted, in characters.", 1, 10000)
+    default_max_results: int = param(5, "Candidates returned when a request asks for 0.", 1, 100)
+    max_results_limit: int = param(50, "Upper bound on candidates per answer, whatever a request asks.", 1, 1000)
+    max_vocabulary_labels: int = param(1000, "Most labels /set_vocabulary accepts.", 1, 100000)
+    max_label_chars: int = param(200, "Longest label /set_vocabulary accepts.", 1, 10000)
+
+    def __post_init__(self) -> None:
+        if self.default_max_results > self.max_results_limit:
+            raise ConfigError("default_max_results must not exceed max_results_limit")
+
+
+@dataclass
+class PerceptionConfig:
+    """Every node of the perception graph, keyed by its ROS node name in the YAML file."""
+
+    fusion_node: FusionNodeConfig = field(default_factory=FusionNodeConfig)
+    grounding_node: GroundingNodeConfig = field(default_factory=GroundingNodeConfig)
+
+    @classmethod
+    def node_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+
+T = TypeVar("T")
+
+
+def from_mapping(cls: type[T], values: dict[str, Any], where: str) -> T:
+    """Build dataclass `cls` from a flat mapping, checking names, types and ranges; errors name `where`."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name, value in values.items():
+        f = known[name]
+        kwargs[name] = _checked_value(f, value, f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _checked_value(f: dataclasses.Field, value: Any, where: str) -> Any:
+    expected = type(f.default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not expected:
+        raise ConfigError(f"{where}: expected {expected.__name__}, got {type(value).__name__} ({value!r})")
+    low, high = f.metadata.get("range", (None, None))
+    if low is not None and value < low or high is not None and value > high:
+        raise ConfigError(f"{where}: {value} is outside [{low}, {high}]")
+    return value
+
+
+def parameter_specs(cls: type) -> list[tuple[str, Any, str, tuple[float | None, float | None]]]:
+    """(name, default, description, (low, high)) for every field: what a node declares as ROS parameters."""
+    return [(f.name, f.default, f.metadata.get("description", ""), f.metadata.get("range", (None, None)))
+            for f in dataclasses.fields(cls)]
+
+
+def load_perception_config(path: str | os.PathLike | None = None) -> PerceptionConfig:
+    """Load a perception parameter file (default: the packaged `config/perception.yaml`)."""
+    path = Path(path) if path is not None else default_config_path("perception.yaml")
+    doc = load_yaml(path)
+    unknown = sorted(set(doc) - set(PerceptionConfig.node_names()))
+    if unknown:
+        raise ConfigError(f"{path}: unknown node section(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(PerceptionConfig.node_names())}")
+    sections = {}
+    for f in dataclasses.fields(PerceptionConfig):
+        section = doc.get(f.name, {}) or {}
+        if not isinstance(section, dict) or set(section) - {ROS_PARAMS_KEY}:
+            raise ConfigError(f"{path}: section '{f.name}' must hold only '{ROS_PARAMS_KEY}'")
+        params = section.get(ROS_PARAMS_KEY, {}) or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"{path}: '{f.name}.{ROS_PARAMS_KEY}' must be a mapping")
+        sections[f.name] = from_mapping(f.default_factory, params, f"{path}:{f.name}")  # type: ignore[misc]
+    return PerceptionConfig(**sections)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping with `yaml.safe_load`, turning every failure into one readable ConfigError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}{at}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return doc
+
+
+def share_dir() -> Path:
+    """The package's share folder: this checkout (editable installs), the ament install, or `<prefix>/share`."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "config").is_dir() and (checkout / "package.xml").is_file():
+        return checkout
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:
+        return Path(sys.prefix) / "share" / PACKAGE
+    try:
+        return Path(get_package_share_directory(PACKAGE))
+    except PackageNotFoundError:
+        return Path(sys.prefix) / "share" / PACKAGE
+
+
+def default_config_path(name: str) -> Path:
+    """Path of a file shipped in `config/`."""
+    return share_dir() / "config" / name

@@ -47,6 +47,11 @@ class FusionNodeConfig:
     lidar_min_m: float = param(0.3, "LiDAR returns nearer than this (robot body) are dropped.", 0.0, 100.0)
     lidar_max_m: float = param(30.0, "LiDAR returns farther than this are dropped.", 0.1, 1000.0)
     depth_stride: int = param(2, "Use every n-th depth pixel in both directions.", 1, 16)
+    voxel_size_m: float = param(0.02, "Edge of a map voxel (2 cm indoor, 5 cm for LiDAR-only outdoor maps).", 0.005, 1.0)
+    max_voxels: int = param(2_000_000, "Voxel budget; beyond it the least recently seen voxels are evicted.",
+                            1000, 100_000_000)
+    map_topic: str = param("/ov3d/map", "Topic of the fused map (PointCloud2: x, y, z, rgb, count).")
+    map_publish_rate_hz: float = param(1.0, "How often the fused map is published.", 0.01, 30.0)
     tf_cache_s: float = param(30.0, "How much transform history the TF buffer keeps.", 1.0, 3600.0)
     tf_tolerance_s: float = param(0.05, "How far past the newest transform a lookup may extrapolate.", 0.0, 1.0)
     queue_depth: int = param(5, "Subscription queue depth for sensor topics.", 1, 100)

@@ -28,7 +28,7 @@ class MessageTypes(Protocol):
         """The message class called ``name``, e.g. ``"sensor_msgs/msg/Image"``."""
 
     def sequence(self, values: np.ndarray) -> Any:
-        """``values`` (1-D, native byte order) as the value of an unbounded primitive-sequence field."""
+        """``values`` (1-D, any byte order) as the value of an unbounded primitive-sequence field."""
 
 
 class RosMessageTypes:

@@ -1,0 +1,1 @@
+"""Offline data: rosbag2 reading and writing, datasets."""

@@ -1,0 +1,1 @@
+"""Geometry: camera models and rigid transforms (numpy, no ROS)."""

@@ -1,0 +1,1 @@
+"""Mapping: sensor data to world-frame points, the incremental voxel map (ROS-free)."""

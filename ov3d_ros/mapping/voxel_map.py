@@ -1,0 +1,93 @@
+"""The incremental world-frame voxel map: per-voxel mean position and colour, observation count and time.
+
+Memory is bounded by `max_voxels`. Eviction policy: when an integration leaves more voxels than the budget, the
+voxels seen longest ago are removed first, and among equally old ones those with the fewest observations, so
+the area around the robot and well-observed structure survive a long run.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ov3d_ros.geometry.voxels import pack_coords, unpack_keys, voxel_coords
+from ov3d_ros.mapping.sensor_points import PointBatch
+from ov3d_ros.messages.pointcloud import pack_rgb
+
+MAP_POINT_DTYPE = np.dtype([("x", np.float32), ("y", np.float32), ("z", np.float32), ("rgb", np.float32),
+                            ("count", np.uint32)])
+
+
+class VoxelMap:
+    """Sorted-key voxel hash; integration is vectorised (unique + searchsorted), thread-safe."""
+
+    def __init__(self, voxel_size: float, max_voxels: int) -> None:
+        if voxel_size <= 0 or max_voxels < 1:
+            raise ValueError("voxel_size must be positive and max_voxels at least 1")
+        self.voxel_size = float(voxel_size)
+        self.max_voxels = int(max_voxels)
+        self.evicted = 0
+        self._keys = np.empty(0, np.int64)
+        self._sum_xyz = np.empty((0, 3), np.float64)
+        self._sum_rgb = np.empty((0, 3), np.float64)
+        self._count = np.empty(0, np.int64)
+        self._last_seen = np.empty(0, np.int64)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return int(self._keys.size)
+
+    def integrate(self, batch: PointBatch) -> int:
+        """Add a batch of map-frame points; returns how many new voxels it created."""
+        if len(batch) == 0:
+            return 0
+        keys = pack_coords(voxel_coords(batch.xyz, self.voxel_size))
+        unique, inverse = np.unique(keys, return_inverse=True)
+        counts = np.bincount(inverse, minlength=unique.size)
+        sum_xyz = np.stack([np.bincount(inverse, batch.xyz[:, i], unique.size) for i in range(3)], axis=1)
+        sum_rgb = np.stack([np.bincount(inverse, batch.rgb[:, i], unique.size) for i in range(3)], axis=1)
+        with self._lock:
+            pos = np.searchsorted(self._keys, unique)
+            found = pos < self._keys.size
+            found[found] = self._keys[pos[found]] == unique[found]
+            hit = pos[found]
+            self._sum_xyz[hit] += sum_xyz[found]
+            self._sum_rgb[hit] += sum_rgb[found]
+            self._count[hit] += counts[found]
+            self._last_seen[hit] = np.maximum(self._last_seen[hit], batch.stamp_ns)
+            new, at = ~found, pos[~found]
+            self._keys = np.insert(self._keys, at, unique[new])
+            self._sum_xyz = np.insert(self._sum_xyz, at, sum_xyz[new], axis=0)
+            self._sum_rgb = np.insert(self._sum_rgb, at, sum_rgb[new], axis=0)
+            self._count = np.insert(self._count, at, counts[new])
+            self._last_seen = np.insert(self._last_seen, at, batch.stamp_ns)
+            self._evict_over_budget()
+        return int(new.sum())
+
+    def _evict_over_budget(self) -> None:
+        excess = self._keys.size - self.max_voxels
+        if excess <= 0:
+            return
+        victims = np.lexsort((self._count, self._last_seen))[:excess]
+        keep = np.ones(self._keys.size, dtype=bool)
+        keep[victims] = False
+        self._keys, self._sum_xyz, self._sum_rgb = self._keys[keep], self._sum_xyz[keep], self._sum_rgb[keep]
+        self._count, self._last_seen = self._count[keep], self._last_seen[keep]
+        self.evicted += excess
+
+    def voxel_coords(self) -> np.ndarray:
+        """(N, 3) int64 integer voxel coordinates, in key order."""
+        with self._lock:
+            return unpack_keys(self._keys)
+
+    def to_points(self) -> np.ndarray:
+        """The map as a structured array (x, y, z mean position, packed rgb, observation count)."""
+        with self._lock:
+            count = np.maximum(self._count, 1)[:, None]
+            xyz = (self._sum_xyz / count).astype(np.float32)
+            rgb = np.clip(np.rint(self._sum_rgb / count), 0, 255).astype(np.uint8)
+            out = np.empty(self._keys.size, MAP_POINT_DTYPE)
+            out["x"], out["y"], out["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+            out["rgb"] = pack_rgb(rgb)
+            out["count"] = np.minimum(self._count, np.iinfo(np.uint32).max)
+        return out

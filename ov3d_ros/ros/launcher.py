@@ -1,0 +1,74 @@
+"""Run nodes of the perception graph in one process: MultiThreadedExecutor, clean stop on SIGINT / SIGTERM."""
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+NodeFactory = Callable[..., Node]
+
+
+def run_nodes(factories: Sequence[NodeFactory], params_file: str | Path | None = None,
+              ros_args: Sequence[str] | None = None, ready: threading.Event | None = None,
+              stop: threading.Event | None = None) -> int:
+    """Create the nodes in a fresh context and spin them until SIGINT/SIGTERM (or `stop`); return an exit status.
+
+    `params_file` is handed to rcl exactly as `ros2 launch` hands it (`--ros-args --params-file`), so nodes read
+    the same YAML either way. `ros_args` are extra command-line arguments (e.g. from a console script).
+    """
+    args = list(ros_args or [])
+    if params_file is not None:
+        args += ["--ros-args", "--params-file", str(params_file)]
+    stop = stop or threading.Event()
+    context = Context()
+    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+    executor = MultiThreadedExecutor(context=context)
+    nodes: list[Node] = []
+    previous = _install_signal_handlers(stop)
+    try:
+        for factory in factories:
+            node = factory(context=context)
+            nodes.append(node)
+            executor.add_node(node)
+        if ready is not None:
+            ready.set()
+        while not stop.is_set() and context.ok():
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        _restore_signal_handlers(previous)
+        executor.shutdown(timeout_sec=2.0)
+        for node in nodes:
+            node.destroy_node()
+        if context.ok():
+            rclpy.shutdown(context=context)
+    return 0
+
+
+def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def graph_factories() -> list[NodeFactory]:
+    """The nodes `ov3d launch` starts: one per section of PerceptionConfig, as the launch file does."""
+    from ov3d_ros.config import PerceptionConfig
+    from ov3d_ros.ros.nodes.fusion import FusionNode
+    from ov3d_ros.ros.nodes.grounding import GroundingNode
+    by_name = {cls.NODE_NAME: cls for cls in (FusionNode, GroundingNode)}
+    return [by_name[name] for name in PerceptionConfig.node_names()]

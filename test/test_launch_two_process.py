@@ -1,0 +1,55 @@
+"""A real two-process test: `ov3d launch` in one process, a /ground_object client in this one, over DDS."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from ov3d_interfaces.srv import GroundObject  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+def _call(node, client, executor, query: str) -> GroundObject.Response:
+    future = client.call_async(GroundObject.Request(query=query, target_frame="", max_results=3))
+    executor.spin_until_future_complete(future, timeout_sec=15.0)
+    assert future.done(), f"no answer to {query[:40]!r} within 15 s"
+    return future.result()
+
+
+def test_launch_serves_ground_object_and_stops_on_sigint(ros_context):
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "ov3d_ros.cli", "launch"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        node = rclpy.create_node("ground_object_client", context=ros_context)
+        executor = SingleThreadedExecutor(context=ros_context)
+        executor.add_node(node)
+        client = node.create_client(GroundObject, "/ground_object")
+        assert client.wait_for_service(timeout_sec=30.0), "ov3d launch never offered /ground_object"
+
+        answer = _call(node, client, executor, "the mug on the desk next to the monitor")
+        assert not answer.success
+        assert "map is empty" in answer.message
+        assert list(answer.candidates) == []
+
+        for query, reason in [("", "empty"), ("   ", "empty"), ("x" * 1001, "limit is 1000"),
+                              ("mug\x01\x07", "non-text"), ("?!...", "no words")]:
+            answer = _call(node, client, executor, query)
+            assert not answer.success and reason in answer.message, (query[:20], answer.message)
+
+        proc.send_signal(signal.SIGINT)
+        stopped = time.monotonic()
+        status = proc.wait(timeout=5.0)
+        assert status == 0, proc.stdout.read()
+        assert time.monotonic() - stopped < 5.0
+        print(f"two-process test wall time: {time.monotonic() - started:.1f} s")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -37,7 +37,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if args.rate <= 0:
         raise CliError(f"--rate must be positive, got {args.rate}")
     from ov3d_ros.ros.replay import replay_bag
-    replay_bag(Path(args.bag), rate=args.rate, topics=args.topics, progress=not args.quiet)
+    stats = replay_bag(Path(args.bag), rate=args.rate, topics=args.topics, progress=not args.quiet,
+                       wait_for_subscribers_s=args.wait_for_subscribers)
+    counts = ", ".join(f"{topic} {n}" for topic, n in sorted(stats.published.items()))
+    print(f"published {sum(stats.published.values())} messages ({counts}) in {stats.wall_time_s:.1f} s; "
+          f"real-time factor {stats.real_time_factor:.2f}")
     return 0
 
 
@@ -65,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("bag", help="bag folder (or .mcap file)")
     replay.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default: %(default)s)")
     replay.add_argument("--topics", nargs="+", default=None, help="only these topics (default: all)")
+    replay.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
+                        help="start once every topic has a subscriber, or after S seconds (default: %(default)s)")
     replay.add_argument("--eval", metavar="GT", default=None, help="score the online map and grounding against GT")
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(run=_cmd_replay)

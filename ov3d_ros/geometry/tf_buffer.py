@@ -155,7 +155,7 @@ class TransformBuffer:
             parent_link = self._links.get(ancestor)
             ancestor = parent_link.parent if parent_link else None
         new_frames = sum(1 for f in (parent, child) if not self._known(f))
-        if new_frames and self._frame_count() + new_frames > self._max_frames:
+        if new_frames and len(self._all_frames()) + new_frames > self._max_frames:
             raise TransformError(
                 f"link {parent!r}->{child!r} would exceed the limit of {self._max_frames} frames"
             )
@@ -223,7 +223,7 @@ class TransformBuffer:
     def frames(self) -> list[str]:
         """Every known frame id, sorted."""
         with self._lock:
-            return sorted(self._links.keys() | self._child_count.keys())
+            return sorted(self._all_frames())
 
     def can_transform(self, target_frame: str, source_frame: str, time_ns: int | None = None) -> bool:
         """Whether :meth:`lookup_transform` would succeed with these arguments."""
@@ -256,17 +256,18 @@ class TransformBuffer:
         matrices = _link_matrices(source_samples + target_samples)
         ancestor_from_source = _chain(matrices[: len(source_samples)])
         ancestor_from_target = _chain(matrices[len(source_samples):])
-        return RigidTransform.from_matrix(_rigid_inverse(ancestor_from_target) @ ancestor_from_source)
+        m = _rigid_inverse(ancestor_from_target) @ ancestor_from_source
+        return RigidTransform(Rotation.from_matrix(m[:3, :3]), m[:3, 3])
 
     def _known(self, frame: str) -> bool:
         return frame in self._links or frame in self._child_count
 
-    def _frame_count(self) -> int:
-        return len(self._links.keys() | self._child_count.keys())
+    def _all_frames(self) -> set[str]:
+        return self._links.keys() | self._child_count.keys()
 
     def _check_known(self, frame: str) -> None:
         if not self._known(frame):
-            known = sorted(self._links.keys() | self._child_count.keys())
+            known = sorted(self._all_frames())
             listed = ", ".join(known[:_MAX_LISTED_FRAMES]) or "(none)"
             if len(known) > _MAX_LISTED_FRAMES:
                 listed += f", ... ({len(known) - _MAX_LISTED_FRAMES} more)"
@@ -339,25 +340,27 @@ def _lookup_frame(frame: Any) -> str:
         raise UnknownFrameError(str(exc)) from None
 
 
-def _link_matrices(samples: list[np.ndarray | tuple[np.ndarray, np.ndarray, float]]) -> list[np.ndarray]:
-    """4x4 matrices of the link samples; all dynamic ones are interpolated in one vectorised scipy call."""
-    out = list(samples)
-    dynamic = [i for i, sample in enumerate(samples) if not isinstance(sample, np.ndarray)]
+def _link_matrices(samples: list[np.ndarray | tuple[np.ndarray, np.ndarray, float]]) -> np.ndarray:
+    """(N, 4, 4) matrices of the link samples; all dynamic ones are interpolated in one vectorised scipy call."""
+    out = np.zeros((len(samples), 4, 4))
+    out[:, 3, 3] = 1.0
+    dynamic = []
+    for i, sample in enumerate(samples):
+        if isinstance(sample, np.ndarray):
+            out[i] = sample
+        else:
+            dynamic.append(i)
     if dynamic:
         start = np.array([samples[i][0] for i in dynamic])
         end = np.array([samples[i][1] for i in dynamic])
         fractions = np.array([samples[i][2] for i in dynamic])
-        rotations = slerp(Rotation.from_quat(start[:, 3:]), Rotation.from_quat(end[:, 3:]), fractions).as_matrix()
-        translations = start[:, :3] + fractions[:, None] * (end[:, :3] - start[:, :3])
-        for k, i in enumerate(dynamic):
-            m = np.eye(4)
-            m[:3, :3] = rotations[k]
-            m[:3, 3] = translations[k]
-            out[i] = m
+        rotations = slerp(Rotation.from_quat(start[:, 3:]), Rotation.from_quat(end[:, 3:]), fractions)
+        out[dynamic, :3, :3] = rotations.as_matrix()
+        out[dynamic, :3, 3] = start[:, :3] + fractions[:, None] * (end[:, :3] - start[:, :3])
     return out
 
 
-def _chain(matrices: list[np.ndarray]) -> np.ndarray:
+def _chain(matrices: np.ndarray) -> np.ndarray:
     """Product ``M_n ... M_1`` of child-to-parent matrices listed from the leaf upwards."""
     result = np.eye(4)
     for m in matrices:

@@ -25,7 +25,8 @@ class ApproximateTimeSynchronizer:
     """Groups messages from ``topics`` whose stamps lie within ``slop_s`` of each other.
 
     ``callback(*items)`` receives one item per topic, in ``topics`` order. It runs in the thread that called
-    :meth:`add`, after the internal lock is released, so it may call :meth:`add` itself.
+    :meth:`add` (or :meth:`flush`), after the internal lock is released, so it may call :meth:`add` itself; with
+    several producer threads, sets from different threads may therefore reach the callback out of stamp order.
 
     ``stats`` counts: ``received``, ``emitted`` (sets), ``overflow`` (evicted from a full queue), ``out_of_order``
     (stamp not newer than the last emitted one of its topic), ``unmatched`` (dropped without ever being emitted).

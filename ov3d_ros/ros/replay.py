@@ -1,0 +1,96 @@
+"""Publish a rosbag2 into the ROS graph at its recorded pace, with /clock and each topic's recorded QoS."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import rclpy
+from rclpy.context import Context
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+from rosgraph_msgs.msg import Clock
+from tqdm import tqdm
+
+from ov3d_ros.data.rosbag import BagReader, TopicInfo
+from ov3d_ros.messages.types import ROS_TYPES
+
+CLOCK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+
+
+@dataclass
+class ReplayStats:
+    """What a replay published and how fast."""
+
+    published: Counter = field(default_factory=Counter)
+    bag_duration_s: float = 0.0
+    wall_time_s: float = 0.0
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.bag_duration_s / self.wall_time_s if self.wall_time_s > 0 else float("inf")
+
+
+def topic_qos(info: TopicInfo) -> QoSProfile:
+    """The QoS a topic was recorded with, so latched topics (/tf_static) stay latched on replay."""
+    return QoSProfile(
+        depth=max(1, info.depth),
+        reliability=ReliabilityPolicy.BEST_EFFORT if info.reliability == "best_effort" else ReliabilityPolicy.RELIABLE,
+        durability=(DurabilityPolicy.TRANSIENT_LOCAL if info.durability == "transient_local"
+                    else DurabilityPolicy.VOLATILE))
+
+
+def replay_bag(path: Path, rate: float = 1.0, topics: Sequence[str] | None = None, progress: bool = True,
+               wait_for_subscribers_s: float = 0.0, stop: threading.Event | None = None) -> ReplayStats:
+    """Publish every message of the bag (or of `topics`) as raw CDR, paced by its log time divided by `rate`.
+
+    /clock carries the bag time of each message just before it is published. With `wait_for_subscribers_s`,
+    playback starts once every topic has a subscriber, or when that many seconds have passed.
+    """
+    if rate <= 0:
+        raise ValueError(f"rate must be positive, got {rate}")
+    stop = stop or threading.Event()
+    stats = ReplayStats()
+    with BagReader(path) as bag:
+        chosen = list(topics) if topics is not None else list(bag.topics)
+        context = Context()
+        rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
+        node = rclpy.create_node("ov3d_replay", context=context)
+        try:
+            publishers = {name: node.create_publisher(ROS_TYPES.get(bag.topics[name].msgtype), name,
+                                                      topic_qos(bag.topics[name]))
+                          for name in chosen if name in bag.topics}
+            clock = node.create_publisher(Clock, "/clock", CLOCK_QOS)
+            _wait_for_subscribers(list(publishers.values()), wait_for_subscribers_s, stop)
+            total = sum(bag.topics[name].count for name in publishers)
+            started = time.monotonic()
+            first_ns: int | None = None
+            for message in tqdm(bag.messages(topics=chosen), total=total, disable=not progress, unit="msg",
+                                desc="replay"):
+                first_ns = message.timestamp_ns if first_ns is None else first_ns
+                due = started + (message.timestamp_ns - first_ns) / 1e9 / rate
+                if stop.wait(max(0.0, due - time.monotonic())):
+                    break
+                sec, nanosec = divmod(message.timestamp_ns, 1_000_000_000)
+                tick = Clock()
+                tick.clock.sec, tick.clock.nanosec = sec, nanosec
+                clock.publish(tick)
+                publishers[message.topic].publish(message.raw)
+                stats.published[message.topic] += 1
+            stats.wall_time_s = time.monotonic() - started
+            stats.bag_duration_s = bag.duration_s
+        finally:
+            node.destroy_node()
+            rclpy.shutdown(context=context)
+    return stats
+
+
+def _wait_for_subscribers(publishers: list, timeout_s: float, stop: threading.Event) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not stop.is_set():
+        if all(p.get_subscription_count() > 0 for p in publishers):
+            return
+        time.sleep(0.05)

@@ -41,18 +41,33 @@ def write_bag(path):
             bag.write("/camera/color/image_raw", stamp, array_to_image(pixels, "rgb8", "camera", stamp, types))
 
 
-def test_replay_publishes_bag_content_with_clock(tmp_path, ros_context):
-    bag = tmp_path / "scene"
-    write_bag(bag)
+@pytest.fixture
+def bag(tmp_path):
+    path = tmp_path / "scene"
+    write_bag(path)
+    return path
+
+
+@pytest.fixture
+def listener(ros_context):
     node = rclpy.create_node("replay_listener", context=ros_context)
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
+    yield node, executor
+    node.destroy_node()
+
+
+def start_replay(bag, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ov3d_ros.cli", "replay", str(bag), "--quiet", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_replay_publishes_bag_content_with_clock(bag, listener):
+    node, executor = listener
     images, clocks = [], []
     node.create_subscription(Image, "/camera/color/image_raw", images.append, 10)
     node.create_subscription(Clock, "/clock", clocks.append, 10)
-    child = subprocess.Popen([sys.executable, "-m", "ov3d_ros.cli", "replay", str(bag), "--rate", "2", "--quiet",
-                              "--topics", "/camera/color/image_raw", "--wait-for-subscribers", "20"],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    child = start_replay(bag, "--rate", "2", "--topics", "/camera/color/image_raw", "--wait-for-subscribers", "20")
     try:
         deadline = time.monotonic() + 40
         while len(images) < FRAMES and time.monotonic() < deadline and child.poll() is None:
@@ -70,15 +85,10 @@ def test_replay_publishes_bag_content_with_clock(tmp_path, ros_context):
             child.kill()
 
 
-def test_replay_tf_static_is_latched(tmp_path, ros_context):
+def test_replay_tf_static_is_latched(bag, listener):
     """A subscriber that appears after the replay's /tf_static publisher still receives it (transient local)."""
-    bag = tmp_path / "scene"
-    write_bag(bag)
-    node = rclpy.create_node("late_listener", context=ros_context)
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    child = subprocess.Popen([sys.executable, "-m", "ov3d_ros.cli", "replay", str(bag), "--rate", "0.05",
-                              "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node, executor = listener
+    child = start_replay(bag, "--rate", "0.05")
     try:
         deadline = time.monotonic() + 30
         while node.count_publishers("/tf_static") == 0 and time.monotonic() < deadline:

@@ -29,6 +29,8 @@ from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from ov3d_ros.messages.types import stamp_to_ns
+
 __all__ = [
     "BagError",
     "BagMessage",
@@ -139,7 +141,7 @@ def message_to_stamp_ns(msg: Any) -> int | None:
     stamp = getattr(getattr(msg, "header", None), "stamp", None)
     if stamp is None:
         return None
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    return stamp_to_ns(stamp)
 
 
 def _profile_values(profile: Qos | dict[str, Any]) -> tuple[str, str, int]:

@@ -17,6 +17,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from ov3d_ros.geometry.transforms import RigidTransform, TransformError, slerp
+from ov3d_ros.messages.errors import MessageError
+from ov3d_ros.messages.types import stamp_to_ns
 
 _NS_PER_S = 1_000_000_000
 _MAX_LISTED_FRAMES = 20
@@ -58,11 +60,11 @@ class StampedTransform:
 
 
 def _stamp_ns(stamp: Any) -> int:
-    """Nanoseconds of a ``builtin_interfaces/Time``; rejects negative seconds and nanoseconds outside [0, 1e9)."""
-    sec, nanosec = int(stamp.sec), int(stamp.nanosec)
-    if sec < 0 or not 0 <= nanosec < _NS_PER_S:
-        raise TransformError(f"invalid stamp sec={sec} nanosec={nanosec}")
-    return sec * _NS_PER_S + nanosec
+    """Nanoseconds of a ``builtin_interfaces/Time``, as a TransformError when the stamp is invalid."""
+    try:
+        return stamp_to_ns(stamp)
+    except MessageError as exc:
+        raise TransformError(str(exc)) from None
 
 
 def _fmt_time(ns: int) -> str:

@@ -97,8 +97,12 @@ def make_header(types: MessageTypes, frame_id: str, stamp_ns: int) -> Any:
 
 
 def stamp_to_ns(stamp: Any) -> int:
-    """Nanoseconds since the epoch of a ``builtin_interfaces/msg/Time``."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    """Nanoseconds since the epoch of a ``builtin_interfaces/msg/Time``; MessageError for a negative or malformed
+    stamp (nanoseconds outside [0, 1e9))."""
+    sec, nanosec = int(stamp.sec), int(stamp.nanosec)
+    if sec < 0 or not 0 <= nanosec < 1_000_000_000:
+        raise MessageError(f"invalid stamp sec={sec} nanosec={nanosec}")
+    return sec * 1_000_000_000 + nanosec
 
 
 def data_bytes(data: Any) -> np.ndarray:

@@ -25,8 +25,19 @@ class ConfigError(ValueError):
 
 
 def param(default: Any, description: str, low: float | None = None, high: float | None = None) -> Any:
-    """A dataclass field that is also a ROS parameter: its description and optional inclusive range."""
-    return field(default=default, metadata={"description": description, "range": (low, high)})
+    """A dataclass field that is also a ROS parameter: its description and optional inclusive range.
+
+    Scalars (bool, int, float, str) and lists of str are supported; a list default is copied per instance.
+    """
+    metadata = {"description": description, "range": (low, high)}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def section(cls: type, description: str) -> Any:
+    """A nested config dataclass; its fields become dotted ROS parameters (`language.encoder`)."""
+    return field(default_factory=cls, metadata={"description": description, "section": True})
 
 
 @dataclass
@@ -99,8 +110,15 @@ class PerceptionConfig:
 T = TypeVar("T")
 
 
+def field_default(f: dataclasses.Field) -> Any:
+    """The default value of a dataclass field, calling its factory when it has one."""
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
 def from_mapping(cls: type[T], values: dict[str, Any], where: str) -> T:
-    """Build dataclass `cls` from a flat mapping, checking names, types and ranges; errors name `where`."""
+    """Build dataclass `cls` from a (nested) mapping, checking names, types and ranges; errors name `where`."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(known))
     if unknown:
@@ -108,7 +126,10 @@ def from_mapping(cls: type[T], values: dict[str, Any], where: str) -> T:
     kwargs = {}
     for name, value in values.items():
         f = known[name]
-        kwargs[name] = _checked_value(f, value, f"{where}.{name}")
+        if f.metadata.get("section"):
+            kwargs[name] = from_mapping(f.default_factory, value or {}, f"{where}.{name}")  # type: ignore[misc]
+        else:
+            kwargs[name] = _checked_value(f, value, f"{where}.{name}")
     try:
         return cls(**kwargs)
     except ConfigError as exc:
@@ -116,21 +137,43 @@ def from_mapping(cls: type[T], values: dict[str, Any], where: str) -> T:
 
 
 def _checked_value(f: dataclasses.Field, value: Any, where: str) -> Any:
-    expected = type(f.default)
+    expected = type(field_default(f))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not expected:
         raise ConfigError(f"{where}: expected {expected.__name__}, got {type(value).__name__} ({value!r})")
+    if expected is list:
+        if not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        return list(value)
     low, high = f.metadata.get("range", (None, None))
     if low is not None and value < low or high is not None and value > high:
         raise ConfigError(f"{where}: {value} is outside [{low}, {high}]")
     return value
 
 
-def parameter_specs(cls: type) -> list[tuple[str, Any, str, tuple[float | None, float | None]]]:
-    """(name, default, description, (low, high)) for every field: what a node declares as ROS parameters."""
-    return [(f.name, f.default, f.metadata.get("description", ""), f.metadata.get("range", (None, None)))
-            for f in dataclasses.fields(cls)]
+def parameter_specs(cls: type, prefix: str = "") -> list[tuple[str, Any, str, tuple[float | None, float | None]]]:
+    """(dotted name, default, description, (low, high)) for every leaf field: what a node declares."""
+    specs = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("section"):
+            specs += parameter_specs(f.default_factory, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+        else:
+            specs.append((prefix + f.name, field_default(f), f.metadata.get("description", ""),
+                          f.metadata.get("range", (None, None))))
+    return specs
+
+
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """{"a.b": 1} -> {"a": {"b": 1}}: dotted ROS parameter names back into nested config sections."""
+    nested: dict[str, Any] = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split(".")
+        target = nested
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return nested
 
 
 def load_perception_config(path: str | os.PathLike | None = None) -> PerceptionConfig:

@@ -6,7 +6,7 @@ from typing import TypeVar
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
-from ov3d_ros.config import ConfigError, from_mapping, parameter_specs
+from ov3d_ros.config import ConfigError, from_mapping, nest, parameter_specs
 
 T = TypeVar("T")
 
@@ -26,7 +26,7 @@ def declare_config(node: Node, cls: type[T]) -> T:
             descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
         values[name] = node.declare_parameter(name, default, descriptor).value
     try:
-        return from_mapping(cls, values, node.get_name())
+        return from_mapping(cls, nest(values), node.get_name())
     except ConfigError:
         node.get_logger().fatal("invalid parameters; see the error")
         raise

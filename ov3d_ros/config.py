@@ -96,6 +96,55 @@ class GroundingNodeConfig:
 
 
 @dataclass
+class LanguageConfig:
+    """The language-aligned feature space: which text encoder, how labels are prompted, where embeddings cache."""
+
+    encoder: str = param("minilm", "Text encoder: 'minilm' (offline default) or 'open_clip' (checkpoint from disk).")
+    open_clip_model: str = param("ViT-B-16", "open_clip model name, e.g. ViT-B-16, ViT-L-14-336.")
+    open_clip_checkpoint: str = param("", "Path of the open_clip weights (.pt / .safetensors); required for open_clip.")
+    templates: list[str] = param(["a {} in a scene"], "Prompt templates; '{}' is the label. Several are averaged.")
+    cache_dir: str = param("", "Text-embedding cache folder; empty means $XDG_CACHE_HOME/ov3d_ros (~/.cache).")
+    batch_size: int = param(64, "Texts encoded per batch.", 1, 4096)
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ("minilm", "open_clip"):
+            raise ConfigError(f"encoder must be 'minilm' or 'open_clip', got {self.encoder!r}")
+        if not self.templates or any(t.count("{}") != 1 for t in self.templates):
+            raise ConfigError("templates must be a non-empty list, each holding '{}' exactly once")
+
+
+@dataclass
+class TeacherConfig:
+    """The 2D teacher whose per-pixel features are fused onto 3D points."""
+
+    kind: str = param("simulated", "'open_clip_dense' (MaskCLIP features), 'precomputed' (files) or 'simulated'.")
+    input_width: int = param(320, "open_clip_dense: frames are resized to this width before the ViT.", 32, 4096)
+    input_height: int = param(240, "open_clip_dense: frames are resized to this height before the ViT.", 32, 4096)
+    precomputed_dir: str = param("", "precomputed: folder of per-frame feature maps (<scene>/<frame>.npy or .pt).")
+    precomputed_layout: str = param("chw", "precomputed: 'chw' (D, h, w) or 'hwc' (h, w, D) arrays.")
+    noise: float = param(1.0, "simulated: noise level; 1.0 is calibrated to a real 2D teacher.", 0.0, 10.0)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("open_clip_dense", "precomputed", "simulated"):
+            raise ConfigError(f"teacher kind must be open_clip_dense, precomputed or simulated, got {self.kind!r}")
+        if self.precomputed_layout not in ("chw", "hwc"):
+            raise ConfigError(f"precomputed_layout must be 'chw' or 'hwc', got {self.precomputed_layout!r}")
+
+
+@dataclass
+class MultiViewFusionConfig:
+    """Projecting scene points into posed frames and averaging the teacher's features over the views."""
+
+    depth_tolerance_m: float = param(0.05, "A point is visible when |depth - projected depth| is within this.",
+                                     0.0, 10.0)
+    depth_tolerance_rel: float = param(0.02, "Plus this fraction of the depth (noisier far away).", 0.0, 1.0)
+    min_depth_m: float = param(0.1, "Depth readings nearer than this are invalid.", 0.0, 100.0)
+    max_depth_m: float = param(10.0, "Depth readings farther than this are invalid.", 0.1, 1000.0)
+    frame_stride: int = param(1, "Use every n-th frame.", 1, 1000)
+    point_chunk: int = param(200_000, "Points projected per batch (bounds memory).", 1000, 100_000_000)
+
+
+@dataclass
 class PerceptionConfig:
     """Every node of the perception graph, keyed by its ROS node name in the YAML file."""
 

@@ -31,6 +31,9 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "plyfile>=1.0",
+        "Pillow>=9.0",
+        "trimesh>=4.0",
+        "embreex>=2.17",
         "torch>=2.4",
     ],
     extras_require={

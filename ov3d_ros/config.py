@@ -145,6 +145,21 @@ class MultiViewFusionConfig:
 
 
 @dataclass
+class PipelineConfig:
+    """Offline stages (fusion, evaluation, training): one plain YAML file of sections, `config/pipeline.yaml`."""
+
+    language: LanguageConfig = section(LanguageConfig, "The text encoder and prompts.")
+    teacher: TeacherConfig = section(TeacherConfig, "The 2D teacher.")
+    fusion: MultiViewFusionConfig = section(MultiViewFusionConfig, "Multi-view 2D->3D feature fusion.")
+
+
+def load_pipeline_config(path: str | os.PathLike | None = None) -> PipelineConfig:
+    """Load the offline pipeline config (default: the packaged `config/pipeline.yaml`)."""
+    path = Path(path) if path is not None else default_config_path("pipeline.yaml")
+    return from_mapping(PipelineConfig, load_yaml(path), str(path))
+
+
+@dataclass
 class PerceptionConfig:
     """Every node of the perception graph, keyed by its ROS node name in the YAML file."""
 

@@ -47,3 +47,20 @@ def test_ints_are_accepted_for_floats(tmp_path):
 def test_missing_file():
     with pytest.raises(ConfigError, match="cannot read config"):
         load_perception_config("/nonexistent/perception.yaml")
+
+
+def test_shipped_pipeline_config_loads_with_nested_sections(tmp_path):
+    from ov3d_ros.config import PipelineConfig, load_pipeline_config
+    assert load_pipeline_config(default_config_path("pipeline.yaml")) == PipelineConfig()
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("language:\n  templates: ['a {} in a scene', 'a photo of a {}']\nteacher:\n  kind: laser\n")
+    with pytest.raises(ConfigError, match="teacher kind must be"):
+        load_pipeline_config(path)
+    path.write_text("language:\n  templates: ['no placeholder']\n")
+    with pytest.raises(ConfigError, match="exactly once"):
+        load_pipeline_config(path)
+    path.write_text("language:\n  templates: [1, 2]\n")
+    with pytest.raises(ConfigError, match="list of strings"):
+        load_pipeline_config(path)
+    path.write_text("language:\n  templates: ['a {}', 'the {}']\n")
+    assert load_pipeline_config(path).language.templates == ["a {}", "the {}"]

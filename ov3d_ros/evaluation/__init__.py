@@ -1,0 +1,1 @@
+"""Offline evaluation: segmentation metrics, plots and JSON reports."""

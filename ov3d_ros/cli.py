@@ -13,14 +13,20 @@ class CliError(Exception):
     """An error to report as one line (exit status 1)."""
 
 
-# verb -> (help, issue that brings it) for verbs that are part of the contract but not built yet
+Handler = Callable[[argparse.Namespace], int]
+
+# verb -> (help, issue that brings it) for verbs of the contract that are not built yet
 PLANNED = {
     "demo": ("make a small synthetic scene bag, run the graph on it, ask grounding queries", 8),
     "synth": ("generate the synthetic world (bags, OpenScene files, ground truth, descriptions)", 4),
-    "fuse": ("multi-view 2D feature fusion to OpenScene-layout feature files", 3),
-    "train": ("training: distill, ggsd, vlg, grounding", 5),
-    "eval": ("metrics as JSON plus plots: seg, ground", 3),
-    "bench": ("benchmarks that print numbers beside a reference", 3),
+}
+# verb -> sub-verb -> (help, issue that brings it) for sub-verbs not built yet
+PLANNED_SUBVERBS = {
+    "train": {"distill": ("2D->3D distillation (OpenScene-style)", 5), "ggsd": ("GGSD training", 5),
+              "vlg": ("3DSS-VLG weak supervision", 6), "grounding": ("weakly supervised grounding", 7)},
+    "eval": {"ground": ("grounding Acc@0.25 / Acc@0.5", 7)},
+    "bench": {"student": ("sparse student speed and memory", 5), "ggsd-ablation": ("GGSD's Table 4", 5),
+              "vlg": ("3DSS-VLG comparison", 6), "grounding": ("grounding engine latency", 7)},
 }
 
 
@@ -45,11 +51,38 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _planned(verb: str, issue: int) -> Callable[[argparse.Namespace], int]:
+def _cmd_fuse(args: argparse.Namespace) -> int:
+    from ov3d_ros.commands.fuse import run_fuse
+    return run_fuse(args)
+
+
+def _cmd_eval_seg(args: argparse.Namespace) -> int:
+    from ov3d_ros.commands.eval_seg import run_eval_seg
+    return run_eval_seg(args)
+
+
+def _cmd_bench_fusion(args: argparse.Namespace) -> int:
+    from ov3d_ros.commands.bench import run_bench_fusion
+    return run_bench_fusion(args)
+
+
+def _planned(name: str, issue: int) -> Handler:
     def run(_: argparse.Namespace) -> int:
-        print(f"ov3d {verb}: not built yet; issue #{issue} brings it", file=sys.stderr)
+        print(f"ov3d {name}: not built yet; issue #{issue} brings it", file=sys.stderr)
         return 2
     return run
+
+
+def _add_planned(verbs: argparse._SubParsersAction, name: str, full_name: str, text: str, issue: int) -> None:
+    sub = verbs.add_parser(name, help=f"{text} (issue #{issue})",
+                           description=f"{text}. Not built yet: issue #{issue} brings it.")
+    sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    sub.set_defaults(run=_planned(full_name, issue))
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(default_config_path("pipeline.yaml")),
+                        help="pipeline YAML with the language / teacher / fusion sections (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,21 +108,67 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(run=_cmd_replay)
 
+    fuse = verbs.add_parser("fuse", help="multi-view 2D feature fusion to OpenScene-layout feature files",
+                            description="Project every scene point into every posed frame, keep the views that "
+                                        "see it (depth test), average the 2D teacher's features over them and "
+                                        "write <out>/<scene>_0.pt (OpenScene layout). Resumable per scene.")
+    fuse.add_argument("--data", required=True, help="dataset root (dataset.yaml, 3d/, 2d/)")
+    fuse.add_argument("--teacher", choices=["open_clip_dense", "precomputed", "simulated"], default=None,
+                      help="2D teacher (default: teacher.kind of the config)")
+    fuse.add_argument("--out", default=None, help="output folder (default: <data>/fused/<teacher>)")
+    fuse.add_argument("--split", default=None, help="only the scenes of this split (default: all)")
+    fuse.add_argument("--scenes", nargs="+", default=None, help="only these scenes")
+    fuse.add_argument("--overwrite", action="store_true", help="recompute scenes whose output exists")
+    _config_arg(fuse)
+    fuse.set_defaults(run=_cmd_fuse)
+
+    groups = {"train": "training, with checkpoints, resume, logs and progress",
+              "eval": "metrics as JSON plus plots", "bench": "benchmarks that print numbers beside a reference"}
+    sub_parsers = {}
+    for verb, text in groups.items():
+        group = verbs.add_parser(verb, help=text, description=text)
+        sub_parsers[verb] = group.add_subparsers(dest="subverb", metavar="<what>", required=True)
+
+    seg = sub_parsers["eval"].add_parser(
+        "seg", help="semantic segmentation mIoU / mAcc of per-point features against ground truth",
+        description="Label every point with the nearest text embedding of the dataset's classes and score it: "
+                    "mIoU, mAcc, per-class IoU, head / common / tail, a confusion-matrix PNG and a per-class chart.")
+    seg.add_argument("--data", required=True, help="dataset root (dataset.yaml, 3d/)")
+    seg.add_argument("--split", default="val", help="split to score (default: %(default)s)")
+    source = seg.add_mutually_exclusive_group(required=True)
+    source.add_argument("--fused", help="fused 2D features: a name under <data>/fused/ or a folder (2D fusion)")
+    source.add_argument("--features", help="per-point features: a folder of <scene>.pt/.npy or one such file")
+    source.add_argument("--checkpoint", help="a trained 3D student checkpoint")
+    seg.add_argument("--json", required=True, help="where to write the JSON report (plots go beside it)")
+    _config_arg(seg)
+    seg.set_defaults(run=_cmd_eval_seg)
+
+    fusion_bench = sub_parsers["bench"].add_parser(
+        "fusion", help="points fused per second: ours vs a per-frame numpy reference",
+        description="Fuse a synthetic 100k-point scene with 30 frames with our torch implementation and a "
+                    "straightforward per-frame numpy reference; print speed, their ratio and peak memory.")
+    fusion_bench.add_argument("--points", type=int, default=100_000)
+    fusion_bench.add_argument("--frames", type=int, default=30)
+    fusion_bench.add_argument("--dim", type=int, default=512, help="feature dimension (default: %(default)s)")
+    fusion_bench.add_argument("--json", default=None, help="also write the numbers as JSON")
+    fusion_bench.set_defaults(run=_cmd_bench_fusion)
+
+    for verb, table in PLANNED_SUBVERBS.items():
+        for name, (text, issue) in table.items():
+            _add_planned(sub_parsers[verb], name, f"{verb} {name}", text, issue)
     for verb, (text, issue) in PLANNED.items():
-        sub = verbs.add_parser(verb, help=f"{text} (issue #{issue})",
-                               description=f"{text}. Not built yet: issue #{issue} brings it.")
-        sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        sub.set_defaults(run=_planned(verb, issue))
+        _add_planned(verbs, verb, verb, text, issue)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    name = " ".join(filter(None, [args.verb, getattr(args, "subverb", None)]))
     try:
         return int(args.run(args) or 0)
     except (CliError, ConfigError, OSError, ValueError, LookupError) as exc:
-        print(f"ov3d {args.verb}: error: {exc}", file=sys.stderr)
+        print(f"ov3d {name}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

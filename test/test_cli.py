@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ov3d_ros.cli import PLANNED, main
+from ov3d_ros.cli import PLANNED, PLANNED_SUBVERBS, main
 
 CONTRACT = ["demo", "launch", "replay", "synth", "fuse", "train", "eval", "bench"]
 
@@ -30,11 +30,23 @@ def test_every_verb_has_help(verb, capsys):
     assert "usage: ov3d " + verb in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("verb", sorted(PLANNED))
-def test_planned_verbs_name_their_issue(verb, capsys):
-    assert main([verb]) == 2
+PLANNED_CALLS = [([verb], issue) for verb, (_, issue) in PLANNED.items()] + [
+    ([verb, sub], issue) for verb, table in PLANNED_SUBVERBS.items() for sub, (_, issue) in table.items()]
+
+
+@pytest.mark.parametrize("words,issue", PLANNED_CALLS)
+def test_planned_verbs_name_their_issue(words, issue, capsys):
+    assert main(words) == 2
     err = capsys.readouterr().err
-    assert f"ov3d {verb}: not built yet; issue #{PLANNED[verb][1]} brings it" in err
+    assert f"ov3d {' '.join(words)}: not built yet; issue #{issue} brings it" in err
+
+
+@pytest.mark.parametrize("words", [["eval", "seg"], ["bench", "fusion"], ["fuse"]])
+def test_built_subverbs_have_help(words, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*words, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: ov3d " + " ".join(words) in capsys.readouterr().out
 
 
 def test_launch_with_bad_config_is_one_readable_line(tmp_path):

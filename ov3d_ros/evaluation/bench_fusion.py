@@ -10,7 +10,7 @@ points fused per second = scene points / that time.
 
 Memory: each implementation runs in its own child process (multiprocessing "spawn") that builds the same scene
 from the seed and warms up; then the kernel's peak-RSS mark is reset (writing 5 to /proc/self/clear_refs) and, after
-the timed run, VmHWM is read. `peak_rss_mb` is that peak for the whole process (interpreter, torch, inputs);
+the timed run, VmHWM is read. `peak_mb` is that peak for the whole process (interpreter, torch, inputs);
 `peak_increase_mb` is the peak minus the RSS just before the run: what the fusion itself needed. Where clear_refs
 cannot be written, both come from the lifetime ru_maxrss (the increase then includes the warm-up) and
 `memory_method` says so.
@@ -21,6 +21,7 @@ import multiprocessing
 import resource
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -157,7 +158,11 @@ def _nearest_inside(u: np.ndarray, v: np.ndarray, camera: PinholeCamera) -> np.n
 
 def reference_fusion(points: np.ndarray, frames: Sequence[PosedFrame], teacher: Teacher,
                      config: MultiViewFusionConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The textbook loop in numpy: per frame project, depth-test, sample bilinearly, add. Returns (feat, mask)."""
+    """The textbook loop in numpy: per frame project, depth-test, sample bilinearly, add. Returns (feat, mask).
+
+    Written independently of `fuse_scene` (its own projection, pixel rounding and bilinear weights), so that
+    agreement between the two means something.
+    """
     sums = np.zeros((len(points), teacher.dim), dtype=np.float32)
     counts = np.zeros(len(points), dtype=np.int64)
     for frame in frames:
@@ -197,8 +202,11 @@ def _ours(points: np.ndarray, frames: Sequence[PosedFrame], teacher: Teacher,
     return fused.feat.numpy(), fused.mask_full.numpy()
 
 
-IMPLEMENTATIONS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {"ours": _ours,
-                                                                            "reference": reference_fusion}
+# name -> implementation; the first is ours, the second the reference
+IMPLEMENTATIONS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
+    "ours: fuse_scene (torch, chunked)": _ours,
+    "reference: numpy loop per frame": reference_fusion,
+}
 
 
 def _status_kb(field: str) -> int:
@@ -235,38 +243,36 @@ def _measure(kind: str, scene: dict[str, int], out: str) -> dict[str, Any]:
     peak_kb = _peak_kb(method)
     np.save(f"{out}.feat.npy", feat)
     np.save(f"{out}.mask.npy", mask)
-    return {"seconds": seconds, "points_per_s": len(points) / seconds, "frames_per_s": len(frames) / seconds,
-            "peak_rss_mb": peak_kb / 1024, "peak_increase_mb": (peak_kb - baseline_kb) / 1024,
-            "memory_method": method}
+    return {"name": kind, "seconds": seconds, "points_per_s": len(points) / seconds,
+            "frames_per_s": len(frames) / seconds, "peak_mb": peak_kb / 1024,
+            "peak_increase_mb": (peak_kb - baseline_kb) / 1024, "memory_method": method}
 
 
 def run_fusion_benchmark(points: int = 100_000, frames: int = 30, width: int = 640, height: int = 480,
                          dim: int = 512, seed: int = 0) -> dict[str, Any]:
     """Time and measure ours and the reference on the same synthetic room; raises if their outputs disagree.
 
-    Returns the scene parameters, "fused_points", "max_abs_diff", per implementation ("ours", "reference")
-    seconds, points_per_s, frames_per_s, peak_rss_mb and peak_increase_mb, "speedup" (ours over the reference,
-    in points per second) and "memory_method".
+    Returns the scene parameters, "fused_points", "max_abs_diff", "speedup" (ours over the reference, in points
+    per second) and "rows": per implementation (ours first) its name, seconds, points_per_s, frames_per_s,
+    peak_mb, peak_increase_mb and memory_method.
     """
     scene = {"points": points, "frames": frames, "width": width, "height": height, "dim": dim, "seed": seed}
     context = multiprocessing.get_context("spawn")
-    stats, feats, masks = {}, {}, {}
+    rows, feats, masks = [], [], []
     with tempfile.TemporaryDirectory(prefix="ov3d-bench-fusion-") as folder:
-        for kind in IMPLEMENTATIONS:
-            with context.Pool(1) as pool:  # a fresh process per implementation: separate peak memory
-                stats[kind] = pool.apply(_measure, (kind, scene, f"{folder}/{kind}"))
-            feats[kind] = np.load(f"{folder}/{kind}.feat.npy").astype(np.float32)
-            masks[kind] = np.load(f"{folder}/{kind}.mask.npy")
-    mismatched = int((masks["ours"] != masks["reference"]).sum())
+        for i, kind in enumerate(IMPLEMENTATIONS):
+            # a fresh process per implementation: separate peak memory
+            with ProcessPoolExecutor(max_workers=1, mp_context=context) as executor:
+                rows.append(executor.submit(_measure, kind, scene, f"{folder}/{i}").result())
+            feats.append(np.load(f"{folder}/{i}.feat.npy").astype(np.float32))
+            masks.append(np.load(f"{folder}/{i}.mask.npy"))
+    mismatched = int((masks[0] != masks[1]).sum())
     if mismatched:
         raise RuntimeError(f"fusion benchmark: ours and the reference disagree on which of {points} points are "
                            f"seen ({mismatched} differ)")
-    max_abs_diff = float(np.abs(feats["ours"] - feats["reference"]).max(initial=0.0))
+    max_abs_diff = float(np.abs(feats[0] - feats[1]).max(initial=0.0))
     if max_abs_diff >= AGREEMENT_TOLERANCE:
         raise RuntimeError(f"fusion benchmark: ours and the reference differ by up to {max_abs_diff:.3g} "
                            f"(tolerance {AGREEMENT_TOLERANCE})")
-    method = stats["ours"].pop("memory_method")
-    stats["reference"].pop("memory_method")
-    return {**scene, "fused_points": int(masks["ours"].sum()), "max_abs_diff": max_abs_diff, **stats,
-            "speedup": stats["ours"]["points_per_s"] / stats["reference"]["points_per_s"],
-            "memory_method": method}
+    return {**scene, "fused_points": int(masks[0].sum()), "max_abs_diff": max_abs_diff,
+            "speedup": rows[0]["points_per_s"] / rows[1]["points_per_s"], "rows": rows}

@@ -1,0 +1,80 @@
+"""`ov3d eval seg`: label per-point features with the dataset's classes and score them against ground truth."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ov3d_ros.config import ConfigError, load_pipeline_config
+from ov3d_ros.data.dataset import Dataset
+from ov3d_ros.data.openscene import DataError, FusedFeatures, load_torch_file, read_fused
+from ov3d_ros.evaluation.metrics import ConfusionAccumulator, segmentation_scores
+from ov3d_ros.evaluation.reports import segmentation_report
+from ov3d_ros.language.encoders import build_text_encoder
+from ov3d_ros.language.vocabulary import EmbeddingCache, Vocabulary, default_cache_dir
+
+
+def point_features(path: Path, num_points: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D) features and (N,) validity of a per-point feature file: fused .pt, a (N, D) .pt tensor or .npy."""
+    if path.suffix == ".npy":
+        feats = torch.from_numpy(np.load(path, allow_pickle=False)).float()
+    else:
+        content = load_torch_file(path)
+        if isinstance(content, dict):
+            fused = read_fused(path)
+            return fused.dense(num_points), fused.mask_full
+        feats = torch.as_tensor(content).float()
+    if feats.ndim != 2 or feats.shape[0] != num_points:
+        raise DataError(f"{path}: expected ({num_points}, D) features, got shape {tuple(feats.shape)}")
+    return feats, torch.ones(num_points, dtype=torch.bool)
+
+
+def _feature_file(args: argparse.Namespace, dataset: Dataset, scene: str) -> Path:
+    if args.fused:
+        folder = Path(args.fused) if Path(args.fused).is_dir() else dataset.fused_dir(args.fused)
+        return folder / f"{scene}_0.pt"
+    source = Path(args.features)
+    if source.is_file():
+        return source
+    for suffix in (".pt", ".npy"):
+        if (source / f"{scene}{suffix}").exists():
+            return source / f"{scene}{suffix}"
+    raise DataError(f"no features for scene {scene} in {source} ({scene}.pt or {scene}.npy)")
+
+
+def run_eval_seg(args: argparse.Namespace) -> int:
+    if args.checkpoint:
+        raise ConfigError("scoring a student checkpoint comes with the sparse student (issue #5)")
+    config = load_pipeline_config(args.config)
+    dataset = Dataset(Path(args.data))
+    scenes = dataset.scenes(args.split)
+    if args.features and Path(args.features).is_file() and len(scenes) != 1:
+        raise ConfigError(f"--features names one file but split {args.split!r} has {len(scenes)} scenes")
+    encoder = build_text_encoder(config.language)
+    vocabulary = Vocabulary.build(list(dataset.classes), encoder, config.language.templates,
+                                  EmbeddingCache(default_cache_dir(config.language)))
+    accumulator = ConfusionAccumulator(len(dataset.classes), dataset.info.ignore_label)
+    covered = total = 0
+    for scene in tqdm(scenes, desc="scenes", unit="scene"):
+        cloud = dataset.scene_cloud(scene)
+        if cloud.labels is None:
+            raise DataError(f"scene {scene} has no ground-truth labels")
+        feats, valid = point_features(_feature_file(args, dataset, scene), cloud.num_points)
+        if feats.shape[1] != vocabulary.dim:
+            raise DataError(f"scene {scene}: features are {feats.shape[1]}-d but the text space "
+                            f"({encoder.name}) is {vocabulary.dim}-d")
+        pred = torch.full((cloud.num_points,), -1, dtype=torch.int64)
+        pred[valid] = vocabulary.classify(feats[valid])[0]
+        accumulator.add(pred.numpy(), cloud.labels)
+        covered += int(valid.sum())
+        total += cloud.num_points
+    scores = segmentation_scores(accumulator.confusion, list(dataset.classes), dataset.groups())
+    report = segmentation_report(scores, Path(args.json))
+    groups = ", ".join(f"{name} {value:.1f}" for name, value in scores.group_miou.items())
+    print(f"{args.split}: {len(scenes)} scene(s), mIoU {scores.miou:.1f}, mAcc {scores.macc:.1f} ({groups}); "
+          f"points with features {100.0 * covered / max(total, 1):.1f} % (the rest count as misses)")
+    print(f"report: {args.json} (plots: {', '.join(report['plots'].values())})")
+    return 0

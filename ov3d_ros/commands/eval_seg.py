@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from ov3d_ros.config import ConfigError, load_pipeline_config
 from ov3d_ros.data.dataset import Dataset
-from ov3d_ros.data.openscene import DataError, FusedFeatures, load_torch_file, read_fused
+from ov3d_ros.data.openscene import DataError, load_torch_file, read_fused
 from ov3d_ros.evaluation.metrics import ConfusionAccumulator, segmentation_scores
 from ov3d_ros.evaluation.reports import segmentation_report
 from ov3d_ros.language.encoders import build_text_encoder

@@ -12,16 +12,16 @@ Every writer here writes atomically (a temporary file in the target folder, then
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
+
+from ov3d_ros.files import atomic_path
 
 IGNORE_LABEL = 255
 
@@ -35,21 +35,6 @@ _NUMPY_SAFE_GLOBALS: list[Any] = [
 
 class DataError(ValueError):
     """A data file is malformed, or a request names something the data does not have; the message says where."""
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path`, on an exception it is removed."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    os.close(fd)
-    temporary = Path(name)
-    try:
-        yield temporary
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def load_torch_file(path: str | os.PathLike[str]) -> Any:

@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 from ov3d_ros.data.frames import PosedFrame
-from ov3d_ros.data.openscene import DataError, atomic_path
+from ov3d_ros.data.openscene import DataError
+from ov3d_ros.files import atomic_path
 from ov3d_ros.geometry.camera import PinholeCamera
 from ov3d_ros.messages.image import depth_to_metres
 

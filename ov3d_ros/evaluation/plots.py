@@ -6,10 +6,8 @@ figure registry or GUI backend is involved and a figure is freed as soon as it i
 from __future__ import annotations
 
 import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Literal, Sequence
 
 import matplotlib
 import numpy as np
@@ -18,29 +16,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ov3d_ros.evaluation.metrics import Confusion, SegmentationScores, as_confusion
+from ov3d_ros.files import atomic_path
 
 Normalize = Literal["true", "pred", "all"] | None
 _UNGROUPED = "ungrouped"
 _UNGROUPED_COLOR = "0.6"
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; on success it replaces ``path`` atomically, else is removed.
-
-    Creates the folder if needed. The file gets mode 0644 (not mkstemp's 0600).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -50,7 +30,7 @@ def _new_figure(width: float, height: float) -> Figure:
 
 
 def _save_png(fig: Figure, path: str | os.PathLike) -> Path:
-    with atomic_output(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return Path(path)
 

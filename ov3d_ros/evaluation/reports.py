@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from ov3d_ros.evaluation.metrics import SegmentationScores
-from ov3d_ros.evaluation.plots import atomic_output, plot_confusion, plot_per_class_iou
+from ov3d_ros.evaluation.plots import plot_confusion, plot_per_class_iou
+from ov3d_ros.files import atomic_path
 
 
 def _jsonable(value: Any) -> Any:
@@ -31,7 +32,7 @@ def _jsonable(value: Any) -> Any:
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as JSON (sorted keys, indent 2, NaN / inf as null) atomically; returns ``path``."""
     text = json.dumps(_jsonable(data), sort_keys=True, indent=2, allow_nan=False) + "\n"
-    with atomic_output(path) as tmp:
+    with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
 

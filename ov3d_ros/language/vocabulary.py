@@ -10,7 +10,6 @@ import difflib
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 import zipfile
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ov3d_ros.config import LanguageConfig
+from ov3d_ros.files import atomic_path
 from ov3d_ros.language.encoders import TextEncoder, normalise_rows
 
 MAX_ENTRY_CHARS = 200
@@ -148,19 +148,12 @@ class EmbeddingCache:
 
     def _write(self, path: Path, encoder: TextEncoder, templates: list[str], table: dict[str, np.ndarray]) -> None:
         """Atomically replace the cache file; failing to write only costs re-encoding later."""
-        temporary: Path | None = None
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=self.directory, prefix=f".{path.stem}.", suffix=".tmp",
-                                             delete=False) as stream:
-                temporary = Path(stream.name)
+            with atomic_path(path) as temporary, open(temporary, "wb") as stream:
                 np.savez(stream, texts=np.array(list(table), dtype=str), vectors=np.stack(list(table.values())),
                          fingerprint=np.array(encoder.fingerprint), templates=np.array(templates, dtype=str))
-            os.replace(temporary, path)
         except OSError as exc:
             log.warning("cannot write text-embedding cache %s: %s", path, exc)
-            if temporary is not None:
-                temporary.unlink(missing_ok=True)
 
 
 def _check_templates(templates: Iterable[str]) -> list[str]:

@@ -53,6 +53,10 @@ def run_eval_seg(args: argparse.Namespace) -> int:
     scenes = dataset.scenes(args.split)
     if args.features and Path(args.features).is_file() and len(scenes) != 1:
         raise ConfigError(f"--features names one file but split {args.split!r} has {len(scenes)} scenes")
+    if args.fused and not (Path(args.fused).is_dir() or dataset.fused_dir(args.fused).is_dir()):
+        raise DataError(f"no fused features called {args.fused!r}: neither a folder nor {dataset.fused_dir(args.fused)}")
+    if args.features and not Path(args.features).exists():
+        raise DataError(f"no such features file or folder: {args.features}")
     encoder = build_text_encoder(config.language)
     vocabulary = Vocabulary.build(list(dataset.classes), encoder, config.language.templates,
                                   EmbeddingCache(default_cache_dir(config.language)))

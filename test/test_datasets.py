@@ -171,7 +171,10 @@ def make_frame(index: int, scene: str = "scene0000_00") -> PosedFrame:
     pose[:3, :3] = np.linalg.qr(RNG.normal(size=(3, 3)))[0]
     pose[:3, 3] = RNG.normal(size=3)
     color = RNG.integers(0, 256, (COLOR_CAMERA.height, COLOR_CAMERA.width, 3), dtype=np.uint8)
-    return PosedFrame(scene, index, color, COLOR_CAMERA, depth, DEPTH_CAMERA, pose)
+    labels = RNG.integers(0, 41, depth.shape)
+    labels[0, 0] = 255
+    instances = RNG.integers(0, 70000, depth.shape) % 65536
+    return PosedFrame(scene, index, color, COLOR_CAMERA, depth, DEPTH_CAMERA, pose, labels, instances)
 
 
 def test_frame_folder_round_trip(tmp_path):
@@ -189,6 +192,8 @@ def test_frame_folder_round_trip(tmp_path):
         np.testing.assert_array_equal(frame.color, original.color)  # PNG is lossless
         np.testing.assert_array_equal(frame.depth_m, original.depth_m)  # 16-bit millimetres, 0 -> NaN
         np.testing.assert_array_equal(frame.camera_to_world, original.camera_to_world)
+        np.testing.assert_array_equal(frame.labels, original.labels)
+        np.testing.assert_array_equal(frame.instances, original.instances)
         assert frame.depth_m.dtype == np.float32 and frame.scene == "scene0000_00"
     assert [f.index for f in scene.frames(stride=2)] == [0, 10]
     assert not list(folder.rglob("*.partial"))

@@ -23,7 +23,8 @@ class PosedFrame:
     depth_m: np.ndarray               # (h, w) float32 metres, NaN = invalid
     depth_camera: PinholeCamera
     camera_to_world: np.ndarray       # (4, 4) float64
-    labels: np.ndarray | None = None  # (h, w) ground-truth class per depth pixel (255 = none), when known
+    labels: np.ndarray | None = None     # (h, w) ground-truth class per depth pixel (255 = none), when known
+    instances: np.ndarray | None = None  # (h, w) ground-truth instance id per depth pixel (0 = none), when known
 
     def __post_init__(self) -> None:
         if self.color.shape[:2] != (self.color_camera.height, self.color_camera.width):
@@ -32,8 +33,9 @@ class PosedFrame:
         if self.depth_m.shape != (self.depth_camera.height, self.depth_camera.width):
             raise ValueError(f"frame {self.scene}/{self.index}: depth shape {self.depth_m.shape} does not match "
                              f"its camera {self.depth_camera.width}x{self.depth_camera.height}")
-        if self.labels is not None and self.labels.shape != self.depth_m.shape:
-            raise ValueError(f"frame {self.scene}/{self.index}: label image shape {self.labels.shape} differs from "
-                             f"the depth image's {self.depth_m.shape}")
+        for name, image in (("label", self.labels), ("instance", self.instances)):
+            if image is not None and image.shape != self.depth_m.shape:
+                raise ValueError(f"frame {self.scene}/{self.index}: {name} image shape {image.shape} differs from "
+                                 f"the depth image's {self.depth_m.shape}")
         if self.camera_to_world.shape != (4, 4) or not np.isfinite(self.camera_to_world).all():
             raise ValueError(f"frame {self.scene}/{self.index}: camera_to_world must be a finite 4x4 matrix")

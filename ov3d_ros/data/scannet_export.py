@@ -134,6 +134,11 @@ class ScanNetExportScene:
         """The 4x4 camera-to-world matrix of a frame (may hold inf/NaN: ScanNet's mark of a lost frame)."""
         return _read_matrix(self.folder / "pose" / f"{index}.txt", ((4, 4),))
 
+    def _optional_image(self, kind: str, index: int) -> np.ndarray | None:
+        """`<kind>/<index>.png` (ground-truth label or instance image) as int64, or None when absent."""
+        path = self.folder / kind / f"{index}.png"
+        return _read_image(path, None).astype(np.int64) if path.exists() else None
+
     def frames(self, stride: int = 1) -> Iterator[PosedFrame]:
         """Every `stride`-th frame, read lazily; frames whose pose is not finite are skipped and counted."""
         if stride < 1:
@@ -146,9 +151,10 @@ class ScanNetExportScene:
                 continue
             color = _read_image(self._color_files[index], "RGB")
             depth = read_depth_png(self._depth_path(index))
+            labels, instances = (self._optional_image(kind, index) for kind in ("label", "instance"))
             try:
                 yield PosedFrame(self.scene, index, color, self.color_camera, depth, self.depth_camera,
-                                 camera_to_world)
+                                 camera_to_world, labels, instances)
             except ValueError as exc:  # an image whose size differs from the scene's first one
                 raise DataError(f"{self.folder}: {exc}") from None
         if self.skipped_poses:
@@ -164,7 +170,9 @@ def _intrinsic_matrix(camera: PinholeCamera) -> np.ndarray:
 
 def write_frame(folder: str | os.PathLike[str], frame: PosedFrame, color_format: str = "png",
                 jpeg_quality: int = 95) -> None:
-    """Add `frame` to an export folder: colour (lossless PNG by default, or "jpg"), 16-bit mm depth, pose.
+    """Add `frame` to an export folder: colour (lossless PNG by default, or "jpg"), 16-bit mm depth, pose, and
+    and the ground-truth label (8-bit) and instance (16-bit) PNGs (`label/`, `instance/`, registered to the depth
+    image) when the frame has them.
 
     The intrinsic files are written with the first frame; later frames must have the same cameras. Depth is
     rounded to whole millimetres; NaN and depths beyond 65.535 m are written as 0 (no reading).
@@ -188,3 +196,10 @@ def write_frame(folder: str | os.PathLike[str], frame: PosedFrame, color_format:
     with atomic_path(folder / "depth" / f"{frame.index}.png") as temporary:
         Image.fromarray(millimetres.astype(np.uint16)).save(temporary, format="PNG")
     _write_text(folder / "pose" / f"{frame.index}.txt", frame.camera_to_world)
+    for kind, image, dtype in (("label", frame.labels, np.uint8), ("instance", frame.instances, np.uint16)):
+        if image is None:
+            continue
+        if image.min() < 0 or image.max() > np.iinfo(dtype).max:
+            raise DataError(f"frame {frame.index}: {kind} image values must fit in 0..{np.iinfo(dtype).max}")
+        with atomic_path(folder / kind / f"{frame.index}.png") as temporary:
+            Image.fromarray(image.astype(dtype)).save(temporary, format="PNG")

@@ -18,7 +18,6 @@ Handler = Callable[[argparse.Namespace], int]
 # verb -> (help, issue that brings it) for verbs of the contract that are not built yet
 PLANNED = {
     "demo": ("make a small synthetic scene bag, run the graph on it, ask grounding queries", 8),
-    "synth": ("generate the synthetic world (bags, OpenScene files, ground truth, descriptions)", 4),
 }
 # verb -> sub-verb -> (help, issue that brings it) for sub-verbs not built yet
 PLANNED_SUBVERBS = {
@@ -54,6 +53,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_fuse(args: argparse.Namespace) -> int:
     from ov3d_ros.commands.fuse import run_fuse
     return run_fuse(args)
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from ov3d_ros.commands.synth import run_synth
+    return run_synth(args)
 
 
 def _cmd_eval_seg(args: argparse.Namespace) -> int:
@@ -121,6 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--overwrite", action="store_true", help="recompute scenes whose output exists")
     _config_arg(fuse)
     fuse.set_defaults(run=_cmd_fuse)
+
+    synth = verbs.add_parser("synth", help="generate the synthetic world (bags, OpenScene files, ground truth, "
+                                           "descriptions)",
+                             description="Render procedurally furnished rooms into a dataset root: scene clouds "
+                                         "with labels, RGB-D frame folders, MCAP bags, fused simulated-teacher "
+                                         "features, PLY, previews, boxes and ScanRefer-style descriptions.")
+    synth.add_argument("--out", required=True, help="dataset root to write (created or extended)")
+    synth.add_argument("--scenes", type=int, help="number of scenes (seeds S, S+1, ...)")
+    synth.add_argument("--seed", type=int, help="seed of the first scene")
+    synth.add_argument("--split", default="train", help="split the scenes go to (default: %(default)s)")
+    synth.add_argument("--benchmark", nargs="?", const="", default=None, metavar="FILE",
+                       help="generate both splits of the fixed benchmark (default file: config/benchmark.yaml)")
+    synth.add_argument("--frames", type=int, help="camera frames per scene (default 30)")
+    synth.add_argument("--width", type=int, help="image width (default 640)")
+    synth.add_argument("--height", type=int, help="image height (default 480)")
+    synth.add_argument("--duration", type=float, help="seconds of the bag's loop (default 15)")
+    synth.add_argument("--lidar", action="store_true", help="also render a LiDAR on a robot")
+    synth.add_argument("--teacher-noise", type=float, help="simulated 2D teacher noise level (default 1.0)")
+    synth.add_argument("--no-fuse", action="store_true", help="skip fusing the simulated teacher's features")
+    synth.add_argument("--no-bag", action="store_true", help="skip writing bags")
+    _config_arg(synth)
+    synth.set_defaults(run=_cmd_synth)
 
     groups = {"train": "training, with checkpoints, resume, logs and progress",
               "eval": "metrics as JSON plus plots", "bench": "benchmarks that print numbers beside a reference"}

@@ -145,6 +145,47 @@ class MultiViewFusionConfig:
 
 
 @dataclass
+class SynthConfig:
+    """How the synthetic world renders a scene (`ov3d synth`)."""
+
+    frames: int = param(30, "Camera frames per scene (key frames spread over one loop of the room).", 1, 100000)
+    width: int = param(640, "Image width in pixels.", 16, 4096)
+    height: int = param(480, "Image height in pixels.", 16, 4096)
+    duration_s: float = param(15.0, "Seconds the loop takes in the bag (camera rate = frames / duration).",
+                              0.1, 36000.0)
+    lidar: bool = param(False, "Also render a spinning LiDAR on a robot driving through the room.")
+    lidar_beams: int = param(16, "LiDAR beams (16 or 32 are typical).", 1, 128)
+    lidar_rate_hz: float = param(10.0, "LiDAR revolutions per second.", 0.1, 100.0)
+    teacher_noise: float = param(1.0, "Simulated 2D teacher noise; 1.0 is calibrated to a real teacher.", 0.0, 10.0)
+    point_spacing_m: float = param(0.02, "Surface sampling spacing of the scene point cloud.", 0.005, 0.5)
+    descriptions_per_object: int = param(3, "Referring descriptions written per object (at most).", 0, 20)
+    bag: bool = param(True, "Write a rosbag2 (MCAP) per scene.")
+
+
+@dataclass
+class BenchmarkConfig:
+    """The fixed benchmark every accuracy figure is reported on: `config/benchmark.yaml`."""
+
+    synth: SynthConfig = section(SynthConfig, "Rendering settings of the benchmark's scenes.")
+    train_seed: int = param(0, "Seed of the first training scene (scene seeds are consecutive).", 0, 2**31 - 1)
+    train_scenes: int = param(16, "Training scenes.", 0, 100000)
+    val_seed: int = param(100000, "Seed of the first validation scene.", 0, 2**31 - 1)
+    val_scenes: int = param(6, "Validation scenes.", 0, 100000)
+
+    def __post_init__(self) -> None:
+        train = range(self.train_seed, self.train_seed + self.train_scenes)
+        val = range(self.val_seed, self.val_seed + self.val_scenes)
+        if set(train) & set(val):
+            raise ConfigError("train and val scene seeds overlap")
+
+
+def load_benchmark_config(path: str | os.PathLike | None = None) -> BenchmarkConfig:
+    """Load the benchmark definition (default: the packaged `config/benchmark.yaml`)."""
+    path = Path(path) if path is not None else default_config_path("benchmark.yaml")
+    return from_mapping(BenchmarkConfig, load_yaml(path), str(path))
+
+
+@dataclass
 class PipelineConfig:
     """Offline stages (fusion, evaluation, training): one plain YAML file of sections, `config/pipeline.yaml`."""
 

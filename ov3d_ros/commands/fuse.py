@@ -15,7 +15,7 @@ def run_fuse(args: argparse.Namespace) -> int:
     kind = args.teacher or config.teacher.kind
     dataset = Dataset(Path(args.data))
     scenes = args.scenes or (dataset.scenes(args.split) if args.split else None)
-    teacher = build_teacher(config, kind)
+    teacher = build_teacher(config, kind, dataset.classes, dataset.info.confusions)
     out = Path(args.out) if args.out else dataset.fused_dir(kind)
     summary = fuse_dataset(dataset, teacher, out, config.fusion, scenes=scenes, overwrite=args.overwrite)
     for scene, stats in summary["scenes"].items():

@@ -17,7 +17,7 @@ groups: {head: [wall], common: [floor], tail: [chair]}   # optional: see Dataset
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,7 +30,7 @@ from ov3d_ros.data.scannet_export import ScanNetExportScene
 
 DATASET_FILE = "dataset.yaml"
 GROUP_NAMES = ("head", "common", "tail")
-_KEYS = ("classes", "ignore_label", "splits", "groups")
+_KEYS = ("classes", "ignore_label", "splits", "groups", "synonyms", "confusions")
 
 
 def _names(value: Any, where: str) -> tuple[str, ...]:
@@ -52,6 +52,8 @@ class DatasetInfo:
     ignore_label: int
     splits: dict[str, tuple[str, ...]]
     groups: dict[str, tuple[str, ...]] | None
+    synonyms: dict[str, tuple[str, ...]] = field(default_factory=dict)    # class -> other names for it
+    confusions: dict[str, tuple[str, ...]] = field(default_factory=dict)  # class -> classes it is mistaken for
 
     @classmethod
     def load(cls, root: str | os.PathLike[str]) -> DatasetInfo:
@@ -87,7 +89,16 @@ class DatasetInfo:
         if doc.get("groups") is not None:
             groups = cls._mapping(doc["groups"], f"{path}: groups")
             cls._check_groups(groups, classes, f"{path}: groups")
-        return cls(root, classes, ignore_label, splits, groups)
+        extras = {}
+        for key in ("synonyms", "confusions"):
+            extras[key] = cls._mapping(doc.get(key) or {}, f"{path}: {key}")
+            unknown = sorted(set(extras[key]) - set(classes))
+            if unknown:
+                raise DataError(f"{path}: {key} name(s) {', '.join(unknown)} that are not classes")
+        bad = sorted({c for targets in extras["confusions"].values() for c in targets} - set(classes))
+        if bad:
+            raise DataError(f"{path}: confusions name(s) {', '.join(bad)} that are not classes")
+        return cls(root, classes, ignore_label, splits, groups, **extras)
 
     @staticmethod
     def _mapping(value: Any, where: str) -> dict[str, tuple[str, ...]]:

@@ -1,12 +1,33 @@
 """Build the configured 2D teacher, checking that it lives in the same space as the text encoder."""
 from __future__ import annotations
 
-from ov3d_ros.config import ConfigError, PipelineConfig
+from typing import Mapping, Sequence
+
+from ov3d_ros.config import ConfigError, LanguageConfig, PipelineConfig
 from ov3d_ros.teachers.base import Teacher
+from ov3d_ros.teachers.simulated import SimulatedTeacher
 
 
-def build_teacher(config: PipelineConfig, kind: str | None = None) -> Teacher:
-    """The teacher `kind` (default `config.teacher.kind`) with the settings of `config`."""
+def simulated_teacher(language: LanguageConfig, classes: Sequence[str], noise: float,
+                      confusions: Mapping[str, Sequence[str]] | None = None, seed: int = 0) -> SimulatedTeacher:
+    """The calibrated simulated teacher over `classes` (label value = position), in the configured text space."""
+    from ov3d_ros.language.encoders import build_text_encoder
+    from ov3d_ros.language.vocabulary import EmbeddingCache, Vocabulary, default_cache_dir
+    from ov3d_ros.teachers.simulated import CalibratedNoiseModel
+
+    vocabulary = Vocabulary.build(list(classes), build_text_encoder(language), language.templates,
+                                  EmbeddingCache(default_cache_dir(language)))
+    index = {name: i for i, name in enumerate(classes)}
+    pairs = [(index[a], index[b]) for a, targets in (confusions or {}).items() for b in targets
+             if a in index and b in index]
+    return SimulatedTeacher(CalibratedNoiseModel(vocabulary.label_embeddings, noise=noise, seed=seed,
+                                                 confusable_pairs=pairs, name=vocabulary.encoder_name))
+
+
+def build_teacher(config: PipelineConfig, kind: str | None = None, classes: Sequence[str] = (),
+                  confusions: Mapping[str, Sequence[str]] | None = None) -> Teacher:
+    """The teacher `kind` (default `config.teacher.kind`) with the settings of `config`; the simulated teacher
+    also needs the dataset's `classes` (and optionally its `confusions`)."""
     kind = kind or config.teacher.kind
     if kind == "open_clip_dense":
         if config.language.encoder != "open_clip":
@@ -21,5 +42,7 @@ def build_teacher(config: PipelineConfig, kind: str | None = None) -> Teacher:
         from ov3d_ros.teachers.precomputed import PrecomputedTeacher
         return PrecomputedTeacher(config.teacher.precomputed_dir, layout=config.teacher.precomputed_layout)
     if kind == "simulated":
-        raise ConfigError("the simulated teacher's noise model comes with the synthetic world (issue #4)")
+        if not classes:
+            raise ConfigError("the simulated teacher needs the dataset's classes")
+        return simulated_teacher(config.language, classes, config.teacher.noise, confusions)
     raise ConfigError(f"unknown teacher kind {kind!r}")

@@ -61,8 +61,9 @@ def tokenize(text: str) -> list[str]:
 class _Room:
     """Geometry the relations need: object centres, footprints, the door's view direction."""
 
-    def __init__(self, scene: SyntheticScene) -> None:
-        self.objects = [o for o in scene.objects if CATEGORIES[o.class_index].placement != Placement.STRUCTURE]
+    def __init__(self, scene: SyntheticScene, present: set[int] | None) -> None:
+        self.objects = [o for o in scene.objects if CATEGORIES[o.class_index].placement != Placement.STRUCTURE
+                        and (present is None or o.instance_id in present)]
         self.by_id = {o.instance_id: o for o in scene.objects}
         door = scene.room.door
         forward = np.asarray(door.normal[:2], dtype=np.float64)
@@ -166,9 +167,13 @@ def _sentence(relation: str, phrase: str, name: str, rng: np.random.Generator) -
     return str(rng.choice(templates)).format(p=phrase, n=name)
 
 
-def describe_scene(scene: SyntheticScene, rng: np.random.Generator, per_object: int = 3) -> list[Description]:
-    """Up to `per_object` descriptions for every non-structure object, discriminative for "multiple" targets."""
-    room = _Room(scene)
+def describe_scene(scene: SyntheticScene, rng: np.random.Generator, per_object: int = 3,
+                   present: set[int] | None = None) -> list[Description]:
+    """Up to `per_object` descriptions for every non-structure object, discriminative for "multiple" targets.
+
+    With `present`, only those instances (the ones a scan observed) are targets, anchors or same-class peers.
+    """
+    room = _Room(scene, present)
     writer = _Writer(room, rng)
     descriptions: list[Description] = []
     for target in room.objects:

@@ -65,9 +65,9 @@ def _cmd_eval_seg(args: argparse.Namespace) -> int:
     return run_eval_seg(args)
 
 
-def _cmd_bench_fusion(args: argparse.Namespace) -> int:
-    from ov3d_ros.commands.bench import run_bench_fusion
-    return run_bench_fusion(args)
+def _bench(name: str, args: argparse.Namespace) -> int:
+    from ov3d_ros.commands import bench
+    return getattr(bench, name)(args)
 
 
 def _planned(name: str, issue: int) -> Handler:
@@ -177,7 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     fusion_bench.add_argument("--frames", type=int, default=30)
     fusion_bench.add_argument("--dim", type=int, default=512, help="feature dimension (default: %(default)s)")
     fusion_bench.add_argument("--json", default=None, help="also write the numbers as JSON")
-    fusion_bench.set_defaults(run=_cmd_bench_fusion)
+    fusion_bench.set_defaults(run=lambda args: _bench("run_bench_fusion", args))
+
+    noise = sub_parsers["bench"].add_parser(
+        "teacher-noise", help="2D-fusion mIoU of the simulated teacher against its noise level",
+        description="Fuse the simulated teacher on a split at several noise levels and score each: shows how "
+                    "mIoU moves with the noise and checks the calibration of the default level.")
+    noise.add_argument("--data", required=True, help="dataset root made by `ov3d synth`")
+    noise.add_argument("--split", default="val")
+    noise.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5, 2.0])
+    noise.add_argument("--json", default=None, help="write the table as JSON and a PNG curve beside it")
+    _config_arg(noise)
+    noise.set_defaults(run=lambda args: _bench("run_bench_teacher_noise", args))
 
     for verb, table in PLANNED_SUBVERBS.items():
         for name, (text, issue) in table.items():

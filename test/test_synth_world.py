@@ -9,7 +9,10 @@ from plyfile import PlyData
 from rosbags.highlevel import AnyReader
 
 from ov3d_ros.config import MultiViewFusionConfig, SynthConfig
+from ov3d_ros.data.bag_frames import bag_frames
 from ov3d_ros.data.dataset import Dataset
+from ov3d_ros.data.ply import read_ply
+from ov3d_ros.data.scanrefer import read_scanrefer
 from ov3d_ros.data.synthetic.categories import CLASS_NAMES
 from ov3d_ros.data.synthetic.world import render_scene, scene_name, synthesize
 from ov3d_ros.geometry.transforms import RigidTransform
@@ -102,10 +105,35 @@ def test_bag_reads_back_with_rosbags_and_tf_is_consistent(dataset):
     np.testing.assert_allclose((link * optical).matrix, first.camera_to_world, atol=1e-6)
 
 
-def test_ply_reads_back_with_plyfile(dataset):
+def test_ply_reads_back_with_plyfile_and_our_reader(dataset):
     scene = dataset.scenes("val")[0]
     vertex = PlyData.read(str(dataset.root / "ply" / f"{scene}.ply"))["vertex"]
     cloud = dataset.scene_cloud(scene)
     assert vertex.count == cloud.num_points
     np.testing.assert_array_equal(np.asarray(vertex["label"]), cloud.labels)
+    ours = read_ply(dataset.root / "ply" / f"{scene}.ply")
+    np.testing.assert_array_equal(ours.coords, cloud.coords)
+    np.testing.assert_array_equal(ours.instance_labels, cloud.instance_labels)
     assert scene == scene_name(11)
+
+
+def test_scanrefer_reader(dataset, tmp_path):
+    expressions = read_scanrefer(dataset.root / "scanrefer" / "val.json")
+    assert expressions and all(e.eval_type in ("unique", "multiple") for e in expressions)
+    (tmp_path / "bad.json").write_text('[{"scene_id": "x"}]')
+    with pytest.raises(ValueError, match="entry 0 lacks object_id"):
+        read_scanrefer(tmp_path / "bad.json")
+
+
+def test_bag_frames_match_the_frame_folder(dataset):
+    """The bag of a scene, read through TF and time sync, gives the frames of its export folder."""
+    scene = dataset.scenes("val")[0]
+    from_bag = list(bag_frames(dataset.root / "bags" / scene))
+    from_folder = list(dataset.frames(scene))
+    assert len(from_bag) == len(from_folder) == SMALL.frames
+    for a, b in zip(from_bag, from_folder):
+        np.testing.assert_allclose(a.camera_to_world, b.camera_to_world, atol=1e-6)
+        np.testing.assert_array_equal(a.color, b.color)
+        np.testing.assert_array_equal(np.nan_to_num(a.depth_m), np.nan_to_num(b.depth_m))
+        assert a.depth_camera == b.depth_camera
+    assert [f.index for f in bag_frames(dataset.root / "bags" / scene, stride=2)] == [0, 2]

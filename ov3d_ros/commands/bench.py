@@ -18,3 +18,42 @@ def run_bench_fusion(args: argparse.Namespace) -> int:
     if args.json:
         write_json(Path(args.json), result)
     return 0
+
+
+def run_bench_teacher_noise(args: argparse.Namespace) -> int:
+    """2D-fusion mIoU of the simulated teacher at several noise levels (fusing on the fly, nothing written)."""
+    import torch
+
+    from ov3d_ros.config import load_pipeline_config
+    from ov3d_ros.data.dataset import Dataset
+    from ov3d_ros.data.openscene import SceneCloud
+    from ov3d_ros.evaluation.plots import plot_curve
+    from ov3d_ros.evaluation.segmentation import dataset_vocabulary, evaluate_features
+    from ov3d_ros.teachers.factory import simulated_teacher
+    from ov3d_ros.teachers.multiview import fuse_scene
+
+    config = load_pipeline_config(args.config)
+    dataset = Dataset(Path(args.data))
+    scenes = dataset.scenes(args.split)
+    vocabulary = dataset_vocabulary(dataset, config.language)
+    rows = []
+    print(f"2D fusion of the simulated teacher on {args.split} ({len(scenes)} scenes)")
+    print(f"{'noise':>6}{'mIoU':>8}{'mAcc':>8}{'head':>8}{'common':>8}{'tail':>8}")
+    for level in args.levels:
+        teacher = simulated_teacher(config.language, dataset.classes, level, dataset.info.confusions)
+
+        def fused(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
+            result = fuse_scene(cloud.coords, dataset.frames(scene, config.fusion.frame_stride), teacher,
+                                config.fusion)
+            return result.dense(cloud.num_points), result.mask_full
+
+        scores = evaluate_features(dataset, scenes, fused, vocabulary, progress=False).scores
+        rows.append({"noise": level, "miou": scores.miou, "macc": scores.macc, "groups": scores.group_miou})
+        g = scores.group_miou
+        print(f"{level:>6.2f}{scores.miou:>8.1f}{scores.macc:>8.1f}{g.get('head', float('nan')):>8.1f}"
+              f"{g.get('common', float('nan')):>8.1f}{g.get('tail', float('nan')):>8.1f}", flush=True)
+    if args.json:
+        write_json(Path(args.json), {"split": args.split, "scenes": scenes, "rows": rows})
+        plot_curve([r["noise"] for r in rows], {"mIoU": [r["miou"] for r in rows], "mAcc": [r["macc"] for r in rows]},
+                   "teacher noise level", "%", Path(args.json).with_suffix(".png"))
+    return 0

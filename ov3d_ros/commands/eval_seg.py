@@ -6,15 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ov3d_ros.config import ConfigError, load_pipeline_config
 from ov3d_ros.data.dataset import Dataset
-from ov3d_ros.data.openscene import DataError, load_torch_file, read_fused
-from ov3d_ros.evaluation.metrics import ConfusionAccumulator, segmentation_scores
+from ov3d_ros.data.openscene import DataError, SceneCloud, load_torch_file, read_fused
 from ov3d_ros.evaluation.reports import segmentation_report
-from ov3d_ros.language.encoders import build_text_encoder
-from ov3d_ros.language.vocabulary import EmbeddingCache, Vocabulary, default_cache_dir
+from ov3d_ros.evaluation.segmentation import dataset_vocabulary, evaluate_features
 
 
 def point_features(path: Path, num_points: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,28 +54,15 @@ def run_eval_seg(args: argparse.Namespace) -> int:
         raise DataError(f"no fused features called {args.fused!r}: neither a folder nor {dataset.fused_dir(args.fused)}")
     if args.features and not Path(args.features).exists():
         raise DataError(f"no such features file or folder: {args.features}")
-    encoder = build_text_encoder(config.language)
-    vocabulary = Vocabulary.build(list(dataset.classes), encoder, config.language.templates,
-                                  EmbeddingCache(default_cache_dir(config.language)))
-    accumulator = ConfusionAccumulator(len(dataset.classes), dataset.info.ignore_label)
-    covered = total = 0
-    for scene in tqdm(scenes, desc="scenes", unit="scene"):
-        cloud = dataset.scene_cloud(scene)
-        if cloud.labels is None:
-            raise DataError(f"scene {scene} has no ground-truth labels")
-        feats, valid = point_features(_feature_file(args, dataset, scene), cloud.num_points)
-        if feats.shape[1] != vocabulary.dim:
-            raise DataError(f"scene {scene}: features are {feats.shape[1]}-d but the text space "
-                            f"({encoder.name}) is {vocabulary.dim}-d")
-        pred = torch.full((cloud.num_points,), -1, dtype=torch.int64)
-        pred[valid] = vocabulary.classify(feats[valid])[0]
-        accumulator.add(pred.numpy(), cloud.labels)
-        covered += int(valid.sum())
-        total += cloud.num_points
-    scores = segmentation_scores(accumulator.confusion, list(dataset.classes), dataset.groups())
+
+    def features(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
+        return point_features(_feature_file(args, dataset, scene), cloud.num_points)
+
+    result = evaluate_features(dataset, scenes, features, dataset_vocabulary(dataset, config.language))
+    scores = result.scores
     report = segmentation_report(scores, Path(args.json))
     groups = ", ".join(f"{name} {value:.1f}" for name, value in scores.group_miou.items())
     print(f"{args.split}: {len(scenes)} scene(s), mIoU {scores.miou:.1f}, mAcc {scores.macc:.1f} ({groups}); "
-          f"points with features {100.0 * covered / max(total, 1):.1f} % (the rest count as misses)")
+          f"points with features {100.0 * result.coverage:.1f} % (the rest count as misses)")
     print(f"report: {args.json} (plots: {', '.join(report['plots'].values())})")
     return 0

@@ -135,3 +135,17 @@ def plot_per_class_iou(
         ax.legend(handles=handles, loc="lower right", fontsize=8)
     ax.set_title(f"per-class IoU ({len(shown)} of {len(scores.class_names)} classes have ground truth)")
     return _save_png(fig, path)
+
+
+def plot_curve(x: Sequence[float], series: dict[str, Sequence[float]], xlabel: str, ylabel: str,
+               path: str | os.PathLike) -> Path:
+    """Line plot of one or more series against `x` (e.g. mIoU against a noise level), written atomically."""
+    fig = _new_figure(5.0, 3.5)
+    axes = fig.add_subplot()
+    for name, values in series.items():
+        axes.plot(x, values, marker="o", label=name)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    return _save_png(fig, path)

@@ -21,12 +21,12 @@ from typing import Any, Iterable
 
 import numpy as np
 import yaml
-from plyfile import PlyData, PlyElement
 
 from ov3d_ros.config import MultiViewFusionConfig, SynthConfig
 from ov3d_ros.data.dataset import DATASET_FILE
 from ov3d_ros.data.frames import PosedFrame
 from ov3d_ros.data.openscene import SceneCloud, write_fused, write_scene_pth
+from ov3d_ros.data.ply import write_ply
 from ov3d_ros.data.rosbag import BagWriter, QosSpec
 from ov3d_ros.data.scannet_export import write_frame
 from ov3d_ros.data.synthetic.categories import CATEGORIES, CLASS_NAMES, IGNORE_INDEX
@@ -129,7 +129,7 @@ def write_scene(root: Path, split: str, rendered: RenderedScene, config: SynthCo
         write_frame(root / "2d" / name, frame)
     if config.bag:
         write_scene_bag(root / "bags" / name, rendered)
-    write_ply(root / "ply" / f"{name}.ply", points)
+    write_ply(root / "ply" / f"{name}.ply", points.xyz, points.rgb, points.labels, points.instance)
     write_preview(root / "preview" / f"{name}.png", rendered)
     write_json(root / "boxes" / f"{name}.json", scene_boxes(rendered.scene, points))
     fused_points = 0
@@ -204,17 +204,6 @@ def write_scene_bag(path: Path, rendered: RenderedScene) -> None:
         bag.write("/tf_static", START_NS, tf_message(transforms=static))
         for stamp, topic, message in sorted(messages, key=lambda item: item[0]):
             bag.write(topic, stamp, message)
-
-
-def write_ply(path: Path, points: SurfacePoints) -> None:
-    """Binary PLY with x, y, z, red, green, blue, label (255 = ignore) and instance per vertex."""
-    vertex = np.empty(len(points.xyz), [("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"),
-                                        ("blue", "u1"), ("label", "u1"), ("instance", "i4")])
-    vertex["x"], vertex["y"], vertex["z"] = points.xyz.T
-    vertex["red"], vertex["green"], vertex["blue"] = points.rgb.T
-    vertex["label"], vertex["instance"] = points.labels, points.instance
-    with atomic_path(path) as temporary:
-        PlyData([PlyElement.describe(vertex, "vertex")], text=False).write(str(temporary))
 
 
 def class_colours() -> np.ndarray:

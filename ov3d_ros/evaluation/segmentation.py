@@ -1,0 +1,55 @@
+"""Scoring per-point predictions of a dataset split, whatever produced them (2D fusion, a student, a file)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from ov3d_ros.config import LanguageConfig
+from ov3d_ros.data.dataset import Dataset
+from ov3d_ros.data.openscene import DataError, SceneCloud
+from ov3d_ros.evaluation.metrics import ConfusionAccumulator, SegmentationScores, segmentation_scores
+from ov3d_ros.language.vocabulary import Vocabulary
+
+# (scene id, its cloud) -> ((N, D) features, (N,) bool: which points have a feature)
+FeatureSource = Callable[[str, SceneCloud], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class SplitEvaluation:
+    """Scores of a split and the share of points that had a prediction (the rest count as misses)."""
+
+    scores: SegmentationScores
+    coverage: float
+
+
+def evaluate_features(dataset: Dataset, scenes: list[str], features: FeatureSource, vocabulary: Vocabulary,
+                      progress: bool = True) -> SplitEvaluation:
+    """Label every point with its nearest class text embedding and score against the ground truth."""
+    accumulator = ConfusionAccumulator(len(dataset.classes), dataset.info.ignore_label)
+    covered = total = 0
+    for scene in tqdm(scenes, desc="scenes", unit="scene", disable=not progress):
+        cloud = dataset.scene_cloud(scene)
+        if cloud.labels is None:
+            raise DataError(f"scene {scene} has no ground-truth labels")
+        feats, valid = features(scene, cloud)
+        if feats.shape[1] != vocabulary.dim:
+            raise DataError(f"scene {scene}: features are {feats.shape[1]}-d but the text space "
+                            f"({vocabulary.encoder_name}) is {vocabulary.dim}-d")
+        pred = torch.full((cloud.num_points,), -1, dtype=torch.int64)
+        pred[valid] = vocabulary.classify(feats[valid])[0]
+        accumulator.add(pred.numpy(), cloud.labels)
+        covered += int(valid.sum())
+        total += cloud.num_points
+    scores = segmentation_scores(accumulator.confusion, list(dataset.classes), dataset.groups())
+    return SplitEvaluation(scores, covered / max(total, 1))
+
+
+def dataset_vocabulary(dataset: Dataset, language: LanguageConfig) -> Vocabulary:
+    """The dataset's class names embedded in the configured text space (cached on disk)."""
+    from ov3d_ros.language.encoders import build_text_encoder
+    from ov3d_ros.language.vocabulary import EmbeddingCache, default_cache_dir
+    return Vocabulary.build(list(dataset.classes), build_text_encoder(language), language.templates,
+                            EmbeddingCache(default_cache_dir(language)))

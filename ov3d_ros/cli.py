@@ -190,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(noise)
     noise.set_defaults(run=lambda args: _bench("run_bench_teacher_noise", args))
 
+    text = sub_parsers["bench"].add_parser(
+        "text", help="time to embed a ~200-label vocabulary, cold and from the cache",
+        description="Load the configured text encoder and embed the synthetic world's 53 classes with their "
+                    "synonyms (~200 texts) into an empty cache, then again from the cache.")
+    _config_arg(text)
+    text.set_defaults(run=lambda args: _bench("run_bench_text", args))
+
     for verb, table in PLANNED_SUBVERBS.items():
         for name, (text, issue) in table.items():
             _add_planned(sub_parsers[verb], name, f"{verb} {name}", text, issue)

@@ -41,7 +41,8 @@ def test_planned_verbs_name_their_issue(words, issue, capsys):
     assert f"ov3d {' '.join(words)}: not built yet; issue #{issue} brings it" in err
 
 
-@pytest.mark.parametrize("words", [["eval", "seg"], ["bench", "fusion"], ["fuse"]])
+@pytest.mark.parametrize("words", [["eval", "seg"], ["bench", "fusion"], ["bench", "text"], ["bench", "teacher-noise"],
+                                   ["fuse"], ["synth"]])
 def test_built_subverbs_have_help(words, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*words, "--help"])

@@ -1,0 +1,339 @@
+"""Superpoints: an over-segmentation of a point cloud into small, geometrically homogeneous patches.
+
+GGSD (geometry guided self-distillation) averages features and votes pseudo labels inside superpoints; the paper
+uses VCCS supervoxels. This is a fast VCCS-like scheme, vectorised over points:
+
+1. normals and surface variation from a PCA of each point's k nearest neighbours;
+2. a kNN graph whose edges join flat neighbours with similar, coplanar normals and similar colours: its
+   connected components are smooth, evenly coloured surface regions. A crease point (high surface variation:
+   edges, corners, small curved parts) joins the region of the nearby flat point of similar colour whose
+   tangent plane it lies closest to (so an edge point goes to the face it lies on), or else crease points form
+   regions of their own;
+3. regions are cut into compact pieces about a seed resolution across (VCCS's seed size): seeds on a voxel grid
+   per region, refined by Lloyd iterations, each point taking the nearest seed of its own region;
+4. pieces smaller than `min_points` merge into their most similar adjacent piece, preferably of their region.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from ov3d_ros.files import atomic_path
+from ov3d_ros.geometry.voxels import pack_coords, voxel_coords
+
+ALGORITHM_VERSION = 1   # part of the cache key: bump when compute_superpoints changes its output
+_LOCALITY_CELL_M = 0.05   # points are processed sorted by voxel of this size: neighbours stay close in memory
+_MAX_MERGE_ROUNDS = 16  # chains of small pieces need a few merge rounds; more never happen in practice
+
+
+@dataclass(frozen=True)
+class SuperpointParams:
+    """Thresholds of `compute_superpoints`. Distances are metres, colours 8-bit RGB levels."""
+
+    neighbours: int = 10
+    """k nearest neighbours (the point itself not counted) for the normals and the graph."""
+    max_edge_m: float = 0.08
+    """Neighbours farther apart than this are not adjacent: gaps in the cloud always separate superpoints."""
+    max_normal_angle_deg: float = 20.0
+    """Largest angle between the normals of two flat neighbours in one region (orientation ignored)."""
+    max_surface_variation: float = 0.01
+    """A point whose smallest PCA eigenvalue exceeds this share of the eigenvalue sum is a crease point: it
+    does not grow regions, so smooth regions stop at edges and corners instead of bending round them."""
+    max_colour_distance: float = 30.0
+    """Largest Euclidean RGB distance between joined neighbours (point colour noise is ~10 on our scans)."""
+    max_plane_distance_m: float = 0.02
+    """A crease point joins the region of a flat neighbour (within max_edge_m, similar colour) whose tangent
+    plane passes this close to it, the closest such plane winning; the others form regions of their own."""
+    seed_resolution_m: float = 0.4
+    """Seed grid spacing: regions are cut into pieces about this size across (VCCS's seed resolution)."""
+    refine_iterations: int = 2
+    """Lloyd iterations moving the seeds to the centroids of their points."""
+    min_points: int = 20
+    """Pieces with fewer points merge into their most similar adjacent piece (isolated ones are kept)."""
+
+    def __post_init__(self) -> None:
+        positive = ("neighbours", "max_edge_m", "max_normal_angle_deg", "max_surface_variation",
+                    "max_colour_distance", "max_plane_distance_m", "seed_resolution_m")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SuperpointParams.{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("refine_iterations", "min_points"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"SuperpointParams.{name} must not be negative, got {getattr(self, name)!r}")
+        if self.max_normal_angle_deg > 90:
+            raise ValueError(f"SuperpointParams.max_normal_angle_deg must be at most 90, "
+                             f"got {self.max_normal_angle_deg!r}")
+
+
+def _check_cloud(xyz: np.ndarray, rgb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """`xyz` (N, 3) finite and `rgb` (N, 3) as arrays, or ValueError."""
+    xyz = np.asarray(xyz)
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise ValueError(f"xyz must be (N, 3), got shape {xyz.shape}")
+    if not np.isfinite(xyz).all():
+        raise ValueError("xyz must be finite")
+    if rgb is not None:
+        rgb = np.asarray(rgb)
+        if rgb.shape != xyz.shape:
+            raise ValueError(f"rgb must be ({len(xyz)}, 3), got shape {rgb.shape}")
+    return xyz, rgb
+
+
+def _neighbours(xyz: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and indices (N, min(k + 1, N)) of each point's nearest neighbours, itself included."""
+    tree = cKDTree(xyz)
+    distance, index = tree.query(xyz, k=min(k + 1, len(xyz)), workers=1)
+    return distance.reshape(len(xyz), -1), index.reshape(len(xyz), -1)
+
+
+def _pca(xyz: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals (N, 3) and surface variation (N,) from the neighbourhoods `index` (N, k)."""
+    patches = xyz[index]
+    patches = (patches - patches.mean(axis=1, keepdims=True)).astype(np.float32)
+    covariance = np.einsum("nki,nkj->nij", patches, patches)
+    values, vectors = np.linalg.eigh(covariance)
+    normals = vectors[:, :, 0]
+    variation = values[:, 0] / np.maximum(values.sum(axis=1), np.finfo(np.float32).tiny)
+    towards_centre = xyz.mean(axis=0) - xyz
+    normals *= np.where(np.einsum("ni,ni->n", normals, towards_centre) < 0, -1.0, 1.0)[:, None]
+    return normals.astype(np.float64), np.clip(variation, 0.0, None).astype(np.float64)
+
+
+def estimate_normals(xyz: np.ndarray, k: int = 10) -> np.ndarray:
+    """(N, 3) unit normals by PCA of each point's k nearest neighbours, turned towards the cloud's centroid.
+
+    The orientation is only a heuristic (right for the inside of a scanned room); compare normals with |dot|.
+    """
+    xyz, _ = _check_cloud(xyz)
+    if k < 2:
+        raise ValueError(f"k must be at least 2, got {k}")
+    if len(xyz) == 0:
+        return np.zeros((0, 3))
+    _, index = _neighbours(xyz, k)
+    return _pca(xyz, index)[0]
+
+
+def _components(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Connected-component id (N,) of the undirected graph with edges rows[i] -- cols[i]."""
+    graph = coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n, n))
+    return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+@dataclass
+class _Graph:
+    """The kNN graph: edge e joins points rows[e] and cols[e], both as (N, k) arrays."""
+
+    rows: np.ndarray        # (N, k) int64: the point itself
+    cols: np.ndarray        # (N, k) int64: its neighbours
+    valid: np.ndarray       # (N, k) bool: a real neighbour within max_edge_m
+    colour: np.ndarray      # (N, k) RGB distance
+    alignment: np.ndarray   # (N, k) |cos| of the angle between the normals
+    offset: np.ndarray      # (N, k) |sin| of the angle between the edge and the neighbour's tangent plane
+
+    def edges(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (rows, cols) of the edges where `mask` (N, k) is true."""
+        return self.rows[mask], self.cols[mask]
+
+
+def _graph(xyz: np.ndarray, rgb: np.ndarray, normals: np.ndarray, distance: np.ndarray,
+           index: np.ndarray, params: SuperpointParams) -> _Graph:
+    """The kNN graph with its edge measures, from the neighbour lists of `_neighbours`."""
+    cols = index[:, 1:]
+    rows = np.broadcast_to(np.arange(len(xyz))[:, None], cols.shape)
+    length = distance[:, 1:]
+    colour = rgb.astype(np.float32)
+    offset = np.abs(np.einsum("nki,nki->nk", normals[cols], xyz[rows] - xyz[cols]))
+    return _Graph(rows, cols, length <= params.max_edge_m,
+                  np.linalg.norm(colour[rows] - colour[cols], axis=2),
+                  np.abs(np.einsum("nki,nki->nk", normals[rows], normals[cols])),
+                  offset / np.maximum(length, np.finfo(np.float64).tiny))
+
+
+def _attach_creases(xyz: np.ndarray, rgb: np.ndarray, normals: np.ndarray, crease: np.ndarray,
+                    params: SuperpointParams) -> np.ndarray:
+    """(N,) index of the flat point each crease point joins, -1 for none (flat points: -1 too).
+
+    Among its 2k nearest flat points within max_edge_m of a similar colour, a crease point takes the one whose
+    tangent plane it lies closest to, if within max_plane_distance_m: an edge point goes to the face it lies on.
+    """
+    attached = np.full(len(xyz), -1, dtype=np.int64)
+    flat, creases = np.flatnonzero(~crease), np.flatnonzero(crease)
+    if flat.size == 0 or creases.size == 0:
+        return attached
+    distance, index = cKDTree(xyz[flat]).query(xyz[creases], k=min(2 * params.neighbours, flat.size),
+                                               distance_upper_bound=params.max_edge_m, workers=1)
+    distance, index = distance.reshape(creases.size, -1), index.reshape(creases.size, -1)
+    found = np.isfinite(distance)
+    candidate = flat[np.where(found, index, 0)]
+    plane = np.abs(np.einsum("nki,nki->nk", normals[candidate], xyz[creases, None] - xyz[candidate]))
+    colour = np.linalg.norm(rgb[creases, None].astype(np.float32) - rgb[candidate].astype(np.float32), axis=2)
+    found &= (colour <= params.max_colour_distance) & (plane <= params.max_plane_distance_m)
+    best = np.argmin(np.where(found, plane, np.inf), axis=1)
+    joins = found.any(axis=1)
+    attached[creases[joins]] = candidate[joins, best[joins]]
+    return attached
+
+
+def _regions(xyz: np.ndarray, rgb: np.ndarray, params: SuperpointParams) -> tuple[_Graph, np.ndarray]:
+    """The kNN graph and a region id (N,) per point: smooth evenly coloured regions, with the crease points
+    attached to the face they lie on, or else forming regions of similar colour of their own."""
+    distance, index = _neighbours(xyz, params.neighbours)
+    normals, variation = _pca(xyz, index)
+    graph = _graph(xyz, rgb, normals, distance, index, params)
+    crease = variation > params.max_surface_variation
+    similar_colour = graph.valid & (graph.colour <= params.max_colour_distance)
+    angle = np.radians(params.max_normal_angle_deg)
+    flat_edge = similar_colour & ~crease[graph.rows] & ~crease[graph.cols]
+    flat_edge &= (graph.alignment >= np.cos(angle)) & (graph.offset <= np.sin(angle))
+    region = _components(len(xyz), *graph.edges(flat_edge))
+    attached = _attach_creases(xyz, rgb, normals, crease, params)
+    region[attached >= 0] = region[attached[attached >= 0]]
+    lonely = crease & (attached < 0)
+    rest = _components(len(xyz), *graph.edges(similar_colour & lonely[graph.rows] & lonely[graph.cols]))
+    region[lonely] = len(xyz) + rest[lonely]
+    return graph, np.unique(region, return_inverse=True)[1].reshape(-1)
+
+
+def _split(xyz: np.ndarray, region: np.ndarray, params: SuperpointParams) -> np.ndarray:
+    """Piece id (N,): each region cut by nearest-seed assignment among seeds of a voxel grid in it."""
+    voxel = np.unique(pack_coords(voxel_coords(xyz, params.seed_resolution_m)), return_inverse=True)[1]
+    stride = int(voxel.max()) + 1
+    cells, cell, counts = np.unique(region * stride + voxel.reshape(-1), return_inverse=True, return_counts=True)
+    cell_region = cells // stride
+    kept = counts >= max(params.min_points, 1)
+    # a region with no well-filled cell keeps its fullest one, so that every region has a seed
+    fullest = np.lexsort((-counts, cell_region))
+    first = fullest[np.r_[True, cell_region[fullest][1:] != cell_region[fullest][:-1]]]
+    kept[first[~np.isin(cell_region[first], cell_region[kept])]] = True
+    piece = np.where(kept, np.cumsum(kept) - 1, -1)[cell.reshape(-1)]
+    seed_region = cell_region[kept]
+    # a 4th coordinate far larger than the cloud keeps every point on a seed of its own region
+    separation = float(np.linalg.norm(np.ptp(xyz, axis=0))) + 1.0
+    points = np.column_stack((xyz, region * separation))
+    for _ in range(params.refine_iterations + 1):
+        assigned = piece >= 0
+        sizes = np.bincount(piece[assigned], minlength=len(seed_region))
+        sums = np.stack([np.bincount(piece[assigned], weights=points[assigned, axis], minlength=len(seed_region))
+                         for axis in range(3)], axis=1)
+        live = sizes > 0
+        seed_region = seed_region[live]
+        seeds = np.column_stack((sums[live] / sizes[live, None], seed_region * separation))
+        piece = cKDTree(seeds).query(points, k=1, workers=1)[1].astype(np.int64)
+    return piece
+
+
+def _connected_pieces(graph: _Graph, piece: np.ndarray) -> np.ndarray:
+    """Split every piece into its connected parts (nearest-seed cells of a bent region can be disconnected)."""
+    inside = graph.valid & (piece[graph.rows] == piece[graph.cols])
+    return _components(len(piece), *graph.edges(inside))
+
+
+def _merge_small(graph: _Graph, region: np.ndarray, piece: np.ndarray, params: SuperpointParams) -> np.ndarray:
+    """Merge pieces of fewer than min_points into their most similar adjacent piece, round by round.
+
+    Adjacent pieces of the same region come first (fragments left by the seed cuts go back where they were
+    cut from), then those with the smallest mean colour and normal difference along the common boundary.
+    """
+    crosses = region[graph.rows] != region[graph.cols]
+    cost = graph.colour / params.max_colour_distance
+    cost = cost + (1.0 - graph.alignment) / (1.0 - np.cos(np.radians(params.max_normal_angle_deg)))
+    for _ in range(_MAX_MERGE_ROUNDS):
+        piece = np.unique(piece, return_inverse=True)[1].reshape(-1)
+        sizes = np.bincount(piece)
+        source, target = piece[graph.rows], piece[graph.cols]
+        boundary = graph.valid & (source != target) & (sizes[source] < params.min_points)
+        if not boundary.any():
+            break
+        pairs, pair, counts = np.unique(source[boundary] * len(sizes) + target[boundary],
+                                        return_inverse=True, return_counts=True)
+        mean_cost = np.bincount(pair.reshape(-1), weights=cost[boundary]) / counts
+        crossing = np.bincount(pair.reshape(-1), weights=crosses[boundary]) / counts
+        small, other = pairs // len(sizes), pairs % len(sizes)
+        order = np.lexsort((other, mean_cost, crossing, small))
+        best = order[np.r_[True, small[order][1:] != small[order][:-1]]]
+        piece = _components(len(sizes), small[best], other[best])[piece]
+    return np.unique(piece, return_inverse=True)[1].reshape(-1)
+
+
+def compute_superpoints(xyz: np.ndarray, rgb: np.ndarray,
+                        params: SuperpointParams = SuperpointParams()) -> np.ndarray:
+    """(N,) int64 superpoint ids 0..S-1 of the points `xyz` (N, 3) metres with colours `rgb` (N, 3) 0-255.
+
+    Deterministic in (xyz, rgb, params). See the module docstring for the steps.
+    """
+    xyz, rgb = _check_cloud(xyz, rgb)
+    if len(xyz) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(pack_coords(voxel_coords(xyz, _LOCALITY_CELL_M)), kind="stable")
+    xyz, rgb = np.asarray(xyz, dtype=np.float64)[order], rgb[order]
+    graph, region = _regions(xyz, rgb, params)
+    piece = _connected_pieces(graph, _split(xyz, region, params))
+    ids = np.empty(len(xyz), dtype=np.int64)
+    ids[order] = _merge_small(graph, region, piece, params)
+    return ids
+
+
+def superpoint_purity(superpoints: np.ndarray, labels: np.ndarray, ignore_label: int = 255) -> float:
+    """Share of the labelled points whose superpoint's majority label is their own label (NaN if none labelled).
+
+    The majority is taken over the superpoint's labelled points; points with `ignore_label` are left out.
+    """
+    superpoints, labels = np.asarray(superpoints).reshape(-1), np.asarray(labels).reshape(-1)
+    if superpoints.shape != labels.shape:
+        raise ValueError(f"superpoints and labels differ in length: {superpoints.size} != {labels.size}")
+    keep = labels != ignore_label
+    if not keep.any():
+        return float("nan")
+    _, group = np.unique(superpoints[keep], return_inverse=True)
+    classes, label = np.unique(labels[keep], return_inverse=True)
+    pairs, counts = np.unique(group.reshape(-1) * len(classes) + label.reshape(-1), return_counts=True)
+    majority = np.zeros(int(group.max()) + 1, dtype=np.int64)
+    np.maximum.at(majority, pairs // len(classes), counts)
+    return float(majority.sum() / keep.sum())
+
+
+class SuperpointCache:
+    """Superpoints on disk: `<directory>/<scene_id>-<key>.npy`, the key hashing the params and the input cloud."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def path(self, scene_id: str, xyz: np.ndarray, rgb: np.ndarray, params: SuperpointParams) -> Path:
+        """The cache file of a scene's cloud under `params`."""
+        if not scene_id or scene_id != Path(scene_id).name or scene_id.startswith("."):
+            raise ValueError(f"scene_id must be a plain file-name part, got {scene_id!r}")
+        xyz, rgb = _check_cloud(xyz, rgb)
+        digest = hashlib.sha256()
+        settings = {"version": ALGORITHM_VERSION, **dataclasses.asdict(params)}
+        digest.update(json.dumps(settings, sort_keys=True).encode())
+        for array in (np.ascontiguousarray(xyz), np.ascontiguousarray(rgb)):
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(array.data)
+        return self.directory / f"{scene_id}-{digest.hexdigest()[:20]}.npy"
+
+    def get(self, scene_id: str, xyz: np.ndarray, rgb: np.ndarray,
+            params: SuperpointParams = SuperpointParams()) -> np.ndarray:
+        """The superpoint ids of the cloud: read from the cache, else computed and written (atomically).
+
+        A file that cannot be read or does not hold ids for every point is recomputed and replaced.
+        """
+        path = self.path(scene_id, xyz, rgb, params)
+        try:
+            ids = np.load(path, allow_pickle=False)
+            if ids.shape == (len(xyz),) and ids.dtype == np.int64 and (ids.size == 0 or ids.min() >= 0):
+                return ids
+        except (OSError, ValueError, EOFError):
+            pass
+        ids = compute_superpoints(xyz, rgb, params)
+        with atomic_path(path) as temporary, open(temporary, "wb") as stream:
+            np.save(stream, ids)
+        return ids

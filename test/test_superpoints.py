@@ -1,0 +1,145 @@
+"""Superpoints: pure on rendered rooms, never across separate surfaces, deterministic, cached on disk."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import ov3d_ros.mapping.superpoints as superpoints_module
+from ov3d_ros.config import SynthConfig
+from ov3d_ros.data.synthetic.world import render_scene
+from ov3d_ros.mapping.superpoints import (SuperpointCache, SuperpointParams, compute_superpoints, estimate_normals,
+                                          superpoint_purity)
+
+SMALL = SynthConfig(frames=4, width=160, height=120, point_spacing_m=0.03, lidar=False, bag=False,
+                    descriptions_per_object=0)
+SPACING = 0.02
+
+
+def _rectangle(rng: np.random.Generator, origin: tuple[float, float, float], u: tuple[float, float, float],
+               v: tuple[float, float, float]) -> np.ndarray:
+    """Uniform random points, one per SPACING^2, on the parallelogram origin + s u + t v, s, t in [0, 1]."""
+    u_, v_ = np.asarray(u, dtype=float), np.asarray(v, dtype=float)
+    count = round(np.linalg.norm(np.cross(u_, v_)) / SPACING ** 2)
+    s, t = rng.random((2, count, 1))
+    return np.asarray(origin) + s * u_ + t * v_
+
+
+def _grey(xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One grey colour with a little noise: only geometry can tell the surfaces apart."""
+    return np.clip(128 + rng.normal(0.0, 4.0, xyz.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def rooms():
+    return [render_scene(seed, SMALL).points for seed in (1, 6)]
+
+
+def test_superpoints_are_pure_on_rendered_rooms(rooms):
+    for points in rooms:
+        ids = compute_superpoints(points.xyz, points.rgb)
+        assert ids.dtype == np.int64 and ids.shape == (len(points.xyz),)
+        sizes = np.bincount(ids)
+        assert (sizes > 0).all(), "ids must be 0..S-1 without gaps"
+        assert superpoint_purity(ids, points.labels) >= 0.95
+        assert 50 <= len(sizes) <= len(ids) / 20, "hundreds of superpoints, not single points"
+        assert sizes[sizes < 10].sum() < 0.01 * len(ids)
+
+
+def test_two_parallel_walls_never_share_a_superpoint():
+    rng = np.random.default_rng(0)
+    walls = [_rectangle(rng, (x, 0.0, 0.0), (0.0, 2.0, 0.0), (0.0, 0.0, 1.5)) for x in (0.0, 1.0)]
+    xyz = np.concatenate(walls)
+    ids = compute_superpoints(xyz, _grey(xyz, rng))
+    first, second = ids[:len(walls[0])], ids[len(walls[0]):]
+    assert not set(first) & set(second)
+
+
+def test_box_top_and_floor_never_share_a_superpoint():
+    rng = np.random.default_rng(1)
+    floor = _rectangle(rng, (0.0, 0.0, 0.0), (2.0, 0.0, 0.0), (0.0, 2.0, 0.0))
+    x0, x1, h = 0.7, 1.2, 0.3
+    floor = floor[~((floor[:, :2] > x0) & (floor[:, :2] < x1)).all(axis=1)]  # not under the box
+    top = _rectangle(rng, (x0, x0, h), (x1 - x0, 0, 0), (0, x1 - x0, 0))
+    sides = [_rectangle(rng, origin, edge, (0.0, 0.0, h)) for origin, edge in
+             (((x0, x0, 0), (x1 - x0, 0, 0)), ((x0, x1, 0), (x1 - x0, 0, 0)),
+              ((x0, x0, 0), (0, x1 - x0, 0)), ((x1, x0, 0), (0, x1 - x0, 0)))]
+    xyz = np.concatenate([floor, top, *sides])
+    ids = compute_superpoints(xyz, _grey(xyz, rng))
+    floor_ids, top_ids = set(ids[:len(floor)]), set(ids[len(floor):len(floor) + len(top)])
+    assert not floor_ids & top_ids
+    surface = np.repeat(np.arange(6), [len(floor), len(top), *map(len, sides)])
+    assert superpoint_purity(ids, surface) >= 0.95
+
+
+def test_superpoints_are_deterministic(rooms):
+    points = rooms[0]
+    np.testing.assert_array_equal(compute_superpoints(points.xyz, points.rgb),
+                                  compute_superpoints(points.xyz.copy(), points.rgb.copy()))
+
+
+def test_small_and_empty_clouds():
+    assert compute_superpoints(np.zeros((0, 3)), np.zeros((0, 3), np.uint8)).shape == (0,)
+    np.testing.assert_array_equal(compute_superpoints(np.zeros((1, 3)), np.zeros((1, 3), np.uint8)), [0])
+    with pytest.raises(ValueError, match="rgb"):
+        compute_superpoints(np.zeros((4, 3)), np.zeros((3, 3), np.uint8))
+    with pytest.raises(ValueError, match="seed_resolution_m"):
+        SuperpointParams(seed_resolution_m=0.0)
+
+
+def test_normals_of_a_plane_and_a_sphere():
+    rng = np.random.default_rng(2)
+    plane = _rectangle(rng, (0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0))
+    assert (np.abs(estimate_normals(plane)[:, 2]) > 0.999).all()
+    sphere = rng.normal(size=(3000, 3))
+    sphere /= np.linalg.norm(sphere, axis=1, keepdims=True)
+    normals = estimate_normals(sphere, k=12)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
+    assert np.median(np.abs(np.sum(normals * sphere, axis=1))) > 0.99
+
+
+def test_purity_matches_a_brute_force_count():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        ids = rng.integers(0, 40, 600)
+        labels = rng.choice([0, 1, 2, 3, 7, 255], 600, p=[0.3, 0.2, 0.2, 0.1, 0.1, 0.1])
+        pure = 0
+        for superpoint in np.unique(ids):
+            votes = Counter(labels[(ids == superpoint) & (labels != 255)].tolist())
+            pure += max(votes.values(), default=0)
+        assert superpoint_purity(ids, labels) == pytest.approx(pure / np.sum(labels != 255))
+    assert superpoint_purity(np.array([0, 0, 1]), np.array([4, 4, 255])) == 1.0
+    assert np.isnan(superpoint_purity(np.array([0, 1]), np.array([255, 255])))
+
+
+def test_cache_hit_does_not_recompute_and_a_corrupt_file_is_replaced(rooms, tmp_path, monkeypatch):
+    points = rooms[1]
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return compute_superpoints(*args, **kwargs)
+
+    monkeypatch.setattr(superpoints_module, "compute_superpoints", counting)
+    cache = SuperpointCache(tmp_path / "superpoints")
+    first = cache.get("room", points.xyz, points.rgb)
+    second = cache.get("room", points.xyz, points.rgb)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first, second)
+    files = list((tmp_path / "superpoints").iterdir())
+    assert [f.name for f in files] == [cache.path("room", points.xyz, points.rgb, SuperpointParams()).name]
+    assert files[0].name.startswith("room-") and files[0].suffix == ".npy"
+
+    coarse = SuperpointParams(seed_resolution_m=0.8)
+    assert cache.path("room", points.xyz, points.rgb, coarse) != files[0]
+    moved = points.xyz + np.float32(0.01)
+    assert cache.path("room", moved, points.rgb, SuperpointParams()) != files[0]
+
+    files[0].write_bytes(b"not a numpy file")
+    np.testing.assert_array_equal(cache.get("room", points.xyz, points.rgb), first)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(np.load(files[0]), first)
+    assert sorted(f.name for f in files[0].parent.iterdir()) == [files[0].name], "no temporary files left"
+    with pytest.raises(ValueError, match="scene_id"):
+        cache.get("../escape", points.xyz, points.rgb)

@@ -35,6 +35,7 @@ setup(
         "trimesh>=4.0",
         "embreex>=2.17",
         "torch>=2.4",
+        "tensorboard>=2.10",
     ],
     extras_require={
         "language": [
@@ -45,6 +46,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "spconv==2.3.8; platform_machine == 'x86_64'",  # no aarch64 wheel: its tests skip there
         ],
     },
     entry_points={

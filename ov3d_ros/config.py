@@ -186,12 +186,52 @@ def load_benchmark_config(path: str | os.PathLike | None = None) -> BenchmarkCon
 
 
 @dataclass
+class StudentSection:
+    """Which 3D student network: a preset of ov3d_ros.models.student and its voxel size."""
+
+    preset: str = param("default", "Student preset: 'default' (shipped weights) or 'tiny' (tests).")
+    voxel_size_m: float = param(0.02, "Voxel edge: 0.02 indoor RGB-D, 0.05 for LiDAR maps.", 0.005, 1.0)
+    use_color: bool = param(False, "Feed RGB as input besides geometry (geometry only by default).")
+
+
+@dataclass
+class GGSDConfig:
+    """GGSD training (`ov3d train ggsd`): stage switches, budget, optimiser, augmentation, logging."""
+
+    data: str = param("", "Dataset root (overridden by --data).")
+    fused: str = param("simulated", "Fused 2D features to distil from: a name under <data>/fused/.")
+    train_split: str = param("train", "Split to train on.")
+    val_split: str = param("val", "Split to evaluate on.")
+    superpoint_loss: bool = param(True, "Stage 1: add the superpoint loss L_sp to the pixel-point loss L_p.")
+    self_distillation: bool = param(True, "Stage 2: EMA self-distillation after the distillation stage.")
+    superpoint_voting: bool = param(True, "Stage 2: majority vote of the EMA's pseudo labels in each superpoint.")
+    distill_steps: int = param(2000, "Optimiser steps of stage 1 (distillation).", 0, 10_000_000)
+    self_distill_steps: int = param(1000, "Optimiser steps of stage 2 (self-distillation).", 0, 10_000_000)
+    distill_weight: float = param(1.0, "Weight of L_d (L_p + L_sp) kept during stage 2.", 0.0, 100.0)
+    ema_momentum: float = param(0.999, "EMA teacher momentum in stage 2.", 0.0, 1.0)
+    temperature: float = param(0.01, "Softmax temperature of the self-distillation loss.", 1e-4, 10.0)
+    learning_rate: float = param(0.001, "Adam learning rate; cosine decay to 1 % in each stage, stage 2 from a "
+                                        "tenth of it.", 1e-7, 1.0)
+    scenes_per_step: int = param(1, "Scenes (crops) per optimiser step on each process.", 1, 64)
+    crop_m: float = param(4.0, "Side of the random square crop of a scene, metres (0 = whole scene).", 0.0, 1000.0)
+    rotate: bool = param(True, "Augment: random rotation about z.")
+    scale_range: float = param(0.1, "Augment: random scale in [1 - r, 1 + r].", 0.0, 0.9)
+    elastic: bool = param(False, "Augment: elastic distortion (OpenScene's, optional).")
+    seed: int = param(0, "Random seed (model init, scene order, crops, augmentation).", 0, 2**31 - 1)
+    checkpoint_every: int = param(250, "Steps between checkpoints (last.pt).", 1, 10_000_000)
+    log_every: int = param(10, "Steps between log lines (CSV, TensorBoard).", 1, 10_000_000)
+    threads: int = param(2, "torch CPU threads per process.", 1, 256)
+
+
+@dataclass
 class PipelineConfig:
     """Offline stages (fusion, evaluation, training): one plain YAML file of sections, `config/pipeline.yaml`."""
 
     language: LanguageConfig = section(LanguageConfig, "The text encoder and prompts.")
     teacher: TeacherConfig = section(TeacherConfig, "The 2D teacher.")
     fusion: MultiViewFusionConfig = section(MultiViewFusionConfig, "Multi-view 2D->3D feature fusion.")
+    student: StudentSection = section(StudentSection, "The 3D student network.")
+    ggsd: GGSDConfig = section(GGSDConfig, "GGSD training.")
 
 
 def load_pipeline_config(path: str | os.PathLike | None = None) -> PipelineConfig:

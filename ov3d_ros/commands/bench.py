@@ -88,3 +88,92 @@ def run_bench_text(args: argparse.Namespace) -> int:
     print(f"model load + first call {load_s:.2f} s; cold vocabulary {cold_s:.3f} s; warm (disk cache) "
           f"{warm_s * 1000:.1f} ms")
     return 0
+
+
+RUN_FOLDERS = {"pixel-point distillation": "pixel-point", "geometry-guided distillation": "geometry-guided",
+               "+ self-distillation (EMA)": "self-distillation", "full GGSD (+ superpoint voting)": "full"}
+ABLATION_ROWS = (  # (name, superpoint_loss, self_distillation, superpoint_voting), GGSD's Table 4 order
+    ("pixel-point distillation", False, False, False),
+    ("geometry-guided distillation", True, False, False),
+    ("+ self-distillation (EMA)", True, True, False),
+    ("full GGSD (+ superpoint voting)", True, True, True),
+)
+
+
+def run_bench_ggsd_ablation(args: argparse.Namespace) -> int:
+    """GGSD's ablation on the benchmark with one budget: 2D fusion, then the four trained rows of Table 4.
+
+    The two stage-2 rows resume from the geometry-guided row's checkpoint (its schedule is independent of stage 2),
+    so every row with self-distillation has seen exactly the same stage 1.
+    """
+    import dataclasses
+
+    import torch
+
+    from ov3d_ros.config import load_pipeline_config
+    from ov3d_ros.data.dataset import Dataset
+    from ov3d_ros.data.openscene import SceneCloud, read_fused
+    from ov3d_ros.evaluation.segmentation import dataset_vocabulary, evaluate_features
+    from ov3d_ros.training.ggsd import GGSDTrainer
+
+    config = load_pipeline_config(args.config)
+    dataset = Dataset(Path(args.data))
+    vocabulary = dataset_vocabulary(dataset, config.language)
+    base = dataclasses.replace(config.ggsd, distill_steps=args.distill_steps or config.ggsd.distill_steps,
+                               self_distill_steps=args.self_distill_steps or config.ggsd.self_distill_steps)
+    scenes = dataset.scenes(base.val_split)
+    out = Path(args.out)
+
+    def fused(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
+        features = read_fused(dataset.fused_path(base.fused, scene))
+        return features.dense(cloud.num_points), features.mask_full
+
+    def score(name: str, source) -> dict:
+        scores = evaluate_features(dataset, scenes, source, vocabulary, progress=False).scores
+        row = {"name": name, "miou": scores.miou, "macc": scores.macc, "groups": scores.group_miou}
+        print(f"{name:<34}{scores.miou:>7.1f}{scores.macc:>7.1f}" + "".join(
+            f"{scores.group_miou.get(g, float('nan')):>8.1f}" for g in ("head", "common", "tail")), flush=True)
+        return row
+
+    print(f"GGSD ablation on {base.val_split} ({len(scenes)} scenes); budget {base.distill_steps} + "
+          f"{base.self_distill_steps} steps")
+    print(f"{'':<34}{'mIoU':>7}{'mAcc':>7}{'head':>8}{'common':>8}{'tail':>8}")
+    rows = [score("2D fusion", fused)]
+    for name, sp_loss, self_distill, voting in ABLATION_ROWS:
+        run = out / RUN_FOLDERS[name]
+        row_config = dataclasses.replace(base, superpoint_loss=sp_loss, self_distillation=self_distill,
+                                         superpoint_voting=voting)
+        trainer = GGSDTrainer(dataset, vocabulary, row_config, config.student, run, progress=not args.quiet)
+        if self_distill:
+            trainer.resume(out / "geometry-guided" / "final.pt")
+        trainer.run()
+        trainer.model.eval()
+
+        @torch.no_grad()
+        def student(scene: str, cloud: SceneCloud, model=trainer.model) -> tuple[torch.Tensor, torch.Tensor]:
+            return model(torch.from_numpy(cloud.coords)), torch.ones(cloud.num_points, dtype=torch.bool)
+        rows.append(score(name, student))
+    write_json(out / "ablation.json", {"split": base.val_split, "scenes": scenes, "rows": rows,
+                                       "distill_steps": base.distill_steps,
+                                       "self_distill_steps": base.self_distill_steps})
+    print(f"full GGSD - 2D fusion: {rows[-1]['miou'] - rows[0]['miou']:+.1f} mIoU (paper: +6.5); "
+          f"table: {out / 'ablation.json'}")
+    return 0
+
+
+def run_bench_student(args: argparse.Namespace) -> int:
+    """Forward+backward and inference time and peak memory of the student: our portable backend vs spconv."""
+    from ov3d_ros.evaluation.bench_student import run_student_benchmark
+    result = run_student_benchmark(voxels=args.voxels, preset=args.preset, threads=args.threads)
+    print(f"student '{args.preset}' on a {result.get('voxels', args.voxels)}-voxel room, {args.threads} thread(s)")
+    print(f"{'backend':<28}{'threads':>8}{'fwd+bwd s':>11}{'infer s':>9}{'peak MB':>9}")
+    for row in result["rows"]:
+        print(f"{row['name']:<28}{row['threads']:>8}{row['forward_backward_s']:>11.3f}{row['inference_s']:>9.3f}"
+              f"{row['peak_mb']:>9.0f}")
+    for key in ("ratio", "ratio_1_thread"):
+        if key in result:
+            print(f"ours / spconv ({key.replace('_', ' ')}): fwd+bwd {result[key]['forward_backward_s']:.2f}, "
+                  f"inference {result[key]['inference_s']:.2f}")
+    if args.json:
+        write_json(Path(args.json), result)
+    return 0

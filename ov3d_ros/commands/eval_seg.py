@@ -42,9 +42,24 @@ def _feature_file(args: argparse.Namespace, dataset: Dataset, scene: str) -> Pat
     raise DataError(f"no features for scene {scene} in {source} ({scene}.pt or {scene}.npy)")
 
 
+def student_features(checkpoint: Path, text_space: str):
+    """A FeatureSource running the checkpoint's student on whole scenes (checks the text space matches)."""
+    from ov3d_ros.training.checkpoint import load_student
+
+    student, space = load_student(checkpoint)
+    if space != text_space:
+        raise ConfigError(f"{checkpoint} was trained in the text space {space!r}, but the config's encoder is "
+                          f"{text_space!r}")
+
+    @torch.no_grad()
+    def features(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
+        colour = torch.from_numpy(cloud.colors.astype(np.float32) / 255.0) \
+            if student.config.in_channels == 4 else None
+        return student(torch.from_numpy(cloud.coords), colour), torch.ones(cloud.num_points, dtype=torch.bool)
+    return features
+
+
 def run_eval_seg(args: argparse.Namespace) -> int:
-    if args.checkpoint:
-        raise ConfigError("scoring a student checkpoint comes with the sparse student (issue #5)")
     config = load_pipeline_config(args.config)
     dataset = Dataset(Path(args.data))
     scenes = dataset.scenes(args.split)
@@ -55,10 +70,12 @@ def run_eval_seg(args: argparse.Namespace) -> int:
     if args.features and not Path(args.features).exists():
         raise DataError(f"no such features file or folder: {args.features}")
 
-    def features(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
+    def from_files(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
         return point_features(_feature_file(args, dataset, scene), cloud.num_points)
 
-    result = evaluate_features(dataset, scenes, features, dataset_vocabulary(dataset, config.language))
+    vocabulary = dataset_vocabulary(dataset, config.language)
+    features = student_features(Path(args.checkpoint), vocabulary.encoder_name) if args.checkpoint else from_files
+    result = evaluate_features(dataset, scenes, features, vocabulary)
     scores = result.scores
     report = segmentation_report(scores, Path(args.json))
     groups = ", ".join(f"{name} {value:.1f}" for name, value in scores.group_miou.items())

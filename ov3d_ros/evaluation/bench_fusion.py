@@ -216,7 +216,7 @@ def _status_kb(field: str) -> int:
     raise OSError(f"/proc/self/status has no {field}")
 
 
-def _reset_peak() -> tuple[int, str]:
+def reset_peak() -> tuple[int, str]:
     """RSS now (kB) after resetting the peak mark, and the method; the lifetime peak where that is impossible."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
@@ -225,7 +225,8 @@ def _reset_peak() -> tuple[int, str]:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "lifetime ru_maxrss of each child process"
 
 
-def _peak_kb(method: str) -> int:
+def peak_rss_kb(method: str) -> int:
+    """Peak RSS (kB) since `reset_peak`, measured by the method it returned."""
     return _status_kb("VmHWM") if method.startswith("VmHWM") else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
@@ -236,11 +237,11 @@ def _measure(kind: str, scene: dict[str, int], out: str) -> dict[str, Any]:
     config = MultiViewFusionConfig()
     run = IMPLEMENTATIONS[kind]
     run(points[:1000], frames[:2], teacher, config)
-    baseline_kb, method = _reset_peak()
+    baseline_kb, method = reset_peak()
     start = time.perf_counter()
     feat, mask = run(points, frames, teacher, config)
     seconds = time.perf_counter() - start
-    peak_kb = _peak_kb(method)
+    peak_kb = peak_rss_kb(method)
     np.save(f"{out}.feat.npy", feat)
     np.save(f"{out}.mask.npy", mask)
     return {"name": kind, "seconds": seconds, "points_per_s": len(points) / seconds,

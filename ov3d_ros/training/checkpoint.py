@@ -1,0 +1,48 @@
+"""Student checkpoints: atomic, `weights_only=True` loadable, carrying their config and text space."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ov3d_ros.files import atomic_path
+from ov3d_ros.models.student import Student, StudentConfig
+
+FORMAT = "ov3d-student-1"
+
+
+def save_checkpoint(path: str | Path, student: Student, text_space: str, extra: dict[str, Any] | None = None) -> None:
+    """Write the student's weights, its config and the name of its text space (plus training state in `extra`).
+
+    Only tensors, numbers, strings, lists and dicts are stored, so `torch.load(weights_only=True)` reads it.
+    """
+    config = dataclasses.asdict(student.config)
+    content = {"format": FORMAT, "student_config": {k: list(v) if isinstance(v, tuple) else v
+                                                    for k, v in config.items()},
+               "text_space": text_space, "model": student.state_dict(), **(extra or {})}
+    with atomic_path(path) as temporary:
+        torch.save(content, temporary)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's content (weights_only); ValueError when it is not an ov3d student checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such checkpoint: {path}")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle / zip errors of all kinds mean the same thing here
+        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an ov3d student checkpoint (format {FORMAT})")
+    return content
+
+
+def load_student(path: str | Path) -> tuple[Student, str]:
+    """The student of a checkpoint in eval mode, and the name of its text space."""
+    content = load_checkpoint(path)
+    student = Student(StudentConfig(**content["student_config"]))
+    student.load_state_dict(content["model"])
+    return student.eval(), str(content["text_space"])

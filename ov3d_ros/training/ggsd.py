@@ -1,0 +1,265 @@
+"""GGSD: geometry-guided distillation from fused 2D features, then EMA self-distillation with superpoint voting.
+
+Stage 1 trains the student with L_d = L_p + L_sp: L_p = 1 - cos(F3D, F2D) per point seen by the 2D teacher,
+L_sp the same on superpoint means. Stage 2 keeps w * L_d and adds L_sd: an EMA copy of the student labels every
+point with its nearest class text embedding, superpoint voting replaces each point's label by its superpoint's
+majority, and the student learns those labels with a softmax cross-entropy over the vocabulary at temperature
+tau. Each part is a switch of GGSDConfig, so the same code produces every row of GGSD's ablation.
+
+Multi-process training: run under `torchrun` (gloo on CPU, nccl on GPU); each process draws its own crops and
+DistributedDataParallel averages the gradients; process 0 writes logs and checkpoints.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import csv
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ov3d_ros.config import GGSDConfig, StudentSection
+from ov3d_ros.data.dataset import Dataset
+from ov3d_ros.language.vocabulary import Vocabulary
+from ov3d_ros.mapping.superpoints import SuperpointCache
+from ov3d_ros.models.student import Student, student_config
+from ov3d_ros.training.checkpoint import load_checkpoint, save_checkpoint
+from ov3d_ros.training.scenes import Sample, TrainingScene, load_training_scene, make_sample
+
+STAGE2_LR_SCALE = 0.1
+
+
+def segment_mean(values: torch.Tensor, segments: torch.Tensor, count: int,
+                 weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(count, D) weighted means of `values` per segment id, and (count,) total weight per segment."""
+    w = torch.ones(len(values), dtype=values.dtype) if weights is None else weights.to(values.dtype)
+    sums = torch.zeros((count, values.shape[1]), dtype=values.dtype).index_add_(0, segments, values * w[:, None])
+    totals = torch.zeros(count, dtype=values.dtype).index_add_(0, segments, w)
+    return sums / totals.clamp_min(1e-12)[:, None], totals
+
+
+def pixel_point_loss(features: torch.Tensor, target: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """L_p: mean over seen points of 1 - cos(F3D, F2D)."""
+    if not seen.any():
+        return features.sum() * 0.0
+    return (1.0 - F.cosine_similarity(features[seen], target[seen], dim=1)).mean()
+
+
+def superpoint_loss(features: torch.Tensor, target: torch.Tensor, seen: torch.Tensor,
+                    superpoints: torch.Tensor) -> torch.Tensor:
+    """L_sp: 1 - cos between superpoint means of F3D (all points) and F2D (seen points), over superpoints seen."""
+    count = int(superpoints.max()) + 1 if len(superpoints) else 0
+    student_means, _ = segment_mean(features, superpoints, count)
+    teacher_means, seen_weight = segment_mean(target, superpoints, count, seen)
+    valid = seen_weight > 0
+    if not valid.any():
+        return features.sum() * 0.0
+    return (1.0 - F.cosine_similarity(student_means[valid], teacher_means[valid], dim=1)).mean()
+
+
+def superpoint_vote(labels: torch.Tensor, superpoints: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Every point takes the most frequent label of its superpoint (ties: the lowest class index)."""
+    count = int(superpoints.max()) + 1
+    votes = torch.zeros(count * num_classes, dtype=torch.int64)
+    votes.index_add_(0, superpoints * num_classes + labels, torch.ones_like(labels))
+    return votes.view(count, num_classes).argmax(dim=1)[superpoints]
+
+
+def self_distillation_loss(features: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
+                           temperature: float) -> torch.Tensor:
+    """L_sd: softmax cross-entropy of (F3D . text) / tau against the pseudo labels."""
+    return F.cross_entropy(features @ text.T / temperature, labels)
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, momentum: float) -> None:
+    """ema <- momentum * ema + (1 - momentum) * model (buffers copied)."""
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.mul_(momentum).add_(p.detach(), alpha=1.0 - momentum)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+@dataclasses.dataclass
+class StepLosses:
+    total: float
+    pixel: float
+    superpoint: float
+    self_distill: float
+    pseudo_accuracy: float      # share of pseudo labels equal to the ground truth (monitoring only; NaN if none)
+
+
+class GGSDTrainer:
+    """Runs both GGSD stages with checkpoints (resumable), CSV + TensorBoard logs and optional DDP."""
+
+    def __init__(self, dataset: Dataset, vocabulary: Vocabulary, config: GGSDConfig, student: StudentSection,
+                 out_dir: Path, progress: bool = True) -> None:
+        self.dataset, self.vocabulary, self.config, self.out_dir = dataset, vocabulary, config, Path(out_dir)
+        self.progress = progress
+        self.rank, self.world = _distributed_rank()
+        torch.manual_seed(config.seed + self.rank)
+        torch.set_num_threads(config.threads)
+        in_channels = 4 if student.use_color else 1
+        self.model = Student(student_config(student.preset, out_dim=vocabulary.dim, voxel_size=student.voxel_size_m,
+                                            in_channels=in_channels))
+        self.use_color = student.use_color
+        self.ddp = torch.nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else None
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        self.total_steps = config.distill_steps + (config.self_distill_steps if config.self_distillation else 0)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.ema: Student | None = None
+        self.step = 0
+        self.text = torch.from_numpy(vocabulary.label_embeddings).float()
+        cache = SuperpointCache(dataset.root / "superpoints")
+        names = dataset.scenes(config.train_split)[self.rank::self.world]
+        if not names:
+            raise ValueError(f"split {config.train_split!r} has no scene for process {self.rank}")
+        self.scenes: list[TrainingScene] = [load_training_scene(dataset, n, config.fused, cache) for n in names]
+        self.rng = np.random.default_rng([config.seed, self.rank])
+
+    def _lr_factor(self, step: int) -> float:
+        """Cosine decay to 1 % within each stage; stage 2 starts from STAGE2_LR_SCALE of the base rate.
+
+        The schedule of stage 1 does not depend on stage 2, so a stage-1 checkpoint is exactly the state a full
+        run has when it enters stage 2 (the ablation resumes from it)."""
+        first = self.config.distill_steps
+        if step < first:
+            start, progress = 1.0, step / max(first, 1)
+        else:
+            start, progress = STAGE2_LR_SCALE, (step - first) / max(self.total_steps - first, 1)
+        return start * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
+
+    @property
+    def stage(self) -> str:
+        return "distill" if self.step < self.config.distill_steps else "self_distill"
+
+    def _forward(self, sample: Sample) -> torch.Tensor:
+        net = self.ddp if self.ddp is not None else self.model
+        return net(sample.xyz, sample.rgb if self.use_color else None)
+
+    def train_step(self) -> StepLosses:
+        c = self.config
+        if self.stage == "self_distill" and self.ema is None:
+            self.ema = copy.deepcopy(self.model).eval()
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        parts = np.zeros(4)
+        agree = labelled = 0
+        for _ in range(c.scenes_per_step):
+            scene = self.scenes[int(self.rng.integers(len(self.scenes)))]
+            sample = make_sample(scene, c, self.rng)
+            features = self._forward(sample)
+            pixel = pixel_point_loss(features, sample.target, sample.seen)
+            geometric = superpoint_loss(features, sample.target, sample.seen, sample.superpoints) \
+                if c.superpoint_loss else pixel * 0.0
+            loss = pixel + geometric
+            distill = pixel * 0.0
+            if self.stage == "self_distill":
+                with torch.no_grad():
+                    pseudo = (self.ema(sample.xyz, sample.rgb if self.use_color else None) @ self.text.T).argmax(1)
+                    if c.superpoint_voting:
+                        pseudo = superpoint_vote(pseudo, sample.superpoints, len(self.text))
+                distill = self_distillation_loss(features, self.text, pseudo, c.temperature)
+                if sample.labels is not None:
+                    known = sample.labels < len(self.text)
+                    agree += int((pseudo[known] == sample.labels[known]).sum())
+                    labelled += int(known.sum())
+                loss = distill + c.distill_weight * loss
+            (loss / c.scenes_per_step).backward()
+            parts += [t.item() for t in (loss, pixel, geometric, distill)]
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            ema_update(self.ema, self.model, c.ema_momentum)
+        self.step += 1
+        parts /= c.scenes_per_step
+        return StepLosses(*parts, pseudo_accuracy=agree / labelled if labelled else float("nan"))
+
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "train_config": dataclasses.asdict(self.config), "classes": list(self.dataset.classes)}
+
+    def save(self, name: str) -> Path:
+        path = self.out_dir / name
+        save_checkpoint(path, self.model, self.vocabulary.encoder_name, self.state())
+        return path
+
+    def resume(self, path: Path) -> None:
+        content = load_checkpoint(path)
+        self.model.load_state_dict(content["model"])
+        self.optimizer.load_state_dict(content["optimizer"])
+        self.scheduler.load_state_dict(content["scheduler"])
+        self.step = int(content["step"])
+        if content.get("ema") is not None:
+            self.ema = copy.deepcopy(self.model).eval()
+            self.ema.load_state_dict(content["ema"])
+
+    def run(self) -> Path:
+        """Train to `total_steps` (from a resumed step if any); returns the final checkpoint's path."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        lead = self.rank == 0
+        writer = _tensorboard(self.out_dir) if lead else None
+        log = _CsvLog(self.out_dir / "log.csv") if lead else None
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="ggsd", unit="step",
+                   disable=not (self.progress and lead))
+        started = time.perf_counter()
+        while self.step < self.total_steps:
+            losses = self.train_step()
+            bar.update(1)
+            if lead and (self.step % self.config.log_every == 0 or self.step == self.total_steps):
+                row = {"step": self.step, "stage": self.stage, "lr": self.scheduler.get_last_lr()[0],
+                       "seconds": time.perf_counter() - started, **dataclasses.asdict(losses)}
+                log.write(row)
+                for key, value in dataclasses.asdict(losses).items():
+                    writer.add_scalar(f"loss/{key}", value, self.step)
+                bar.set_postfix(loss=f"{losses.total:.3f}", stage=self.stage)
+            if lead and self.step % self.config.checkpoint_every == 0:
+                self.save("last.pt")
+        bar.close()
+        if writer is not None:
+            writer.close()
+        final = self.out_dir / "final.pt"
+        if lead:
+            self.save("last.pt")
+            final = self.save("final.pt")
+        if self.world > 1:
+            dist.barrier()
+        return final
+
+
+def _distributed_rank() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _tensorboard(folder: Path) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(str(folder / "tensorboard"))
+
+
+class _CsvLog:
+    """Appends rows to a CSV file (header written once), flushed per row so a crash loses nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.header_written = path.exists() and path.stat().st_size > 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(row))
+            if not self.header_written:
+                writer.writeheader()
+                self.header_written = True
+            writer.writerow(row)

@@ -1,0 +1,138 @@
+"""GGSD: its losses and voting against plain computations, and a tiny real training run on synthetic rooms."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ov3d_ros.config import GGSDConfig, MultiViewFusionConfig, StudentSection, SynthConfig
+from ov3d_ros.data.dataset import Dataset
+from ov3d_ros.data.openscene import write_fused
+from ov3d_ros.data.synthetic.categories import CLASS_NAMES
+from ov3d_ros.data.synthetic.world import synthesize
+from ov3d_ros.evaluation.segmentation import evaluate_features
+from ov3d_ros.language.vocabulary import Vocabulary
+from ov3d_ros.teachers.multiview import fuse_scene
+from ov3d_ros.teachers.simulated import CalibratedNoiseModel, SimulatedTeacher
+from ov3d_ros.training.checkpoint import load_checkpoint, load_student
+from ov3d_ros.training.ggsd import (GGSDTrainer, ema_update, pixel_point_loss, segment_mean, superpoint_loss,
+                                    superpoint_vote)
+
+DIM = 16
+
+
+def test_superpoint_vote_matches_a_plain_majority():
+    rng = np.random.default_rng(0)
+    labels, superpoints = rng.integers(0, 5, 400), rng.integers(0, 30, 400)
+    voted = superpoint_vote(torch.from_numpy(labels), torch.from_numpy(superpoints), 5).numpy()
+    for sp in np.unique(superpoints):
+        members = superpoints == sp
+        assert (voted[members] == np.bincount(labels[members], minlength=5).argmax()).all()
+
+
+def test_losses_are_zero_when_the_student_matches_and_positive_otherwise():
+    target = torch.nn.functional.normalize(torch.randn(50, DIM), dim=1)
+    seen = torch.rand(50) > 0.3
+    superpoints = torch.randint(0, 6, (50,))
+    assert float(pixel_point_loss(target, target, seen)) == pytest.approx(0.0, abs=1e-6)
+    assert float(pixel_point_loss(-target, target, seen)) == pytest.approx(2.0, abs=1e-5)
+    means, totals = segment_mean(target, superpoints, 6, seen)
+    for sp in range(6):
+        members = (superpoints == sp) & seen
+        if members.any():
+            assert torch.allclose(means[sp], target[members].mean(0), atol=1e-6)
+            assert totals[sp] == members.sum()
+    assert float(superpoint_loss(torch.roll(target, 1, 0), target, seen, superpoints)) > 0.0
+
+
+def test_ema_update():
+    model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = ema.weight.detach().clone()
+    ema_update(ema, model, 0.9)
+    assert torch.allclose(ema.weight, 0.9 * before + 0.1 * model.weight)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """Two small rooms with a simulated teacher in a random 16-d class space, fused and written."""
+    root = tmp_path_factory.mktemp("ggsd")
+    config = SynthConfig(frames=6, width=160, height=120, point_spacing_m=0.04, descriptions_per_object=0,
+                         bag=False)
+    synthesize(root, "train", [21, 22], config, teacher=None, fusion=MultiViewFusionConfig(), progress=False)
+    embeddings = torch.nn.functional.normalize(torch.randn(len(CLASS_NAMES), DIM,
+                                                           generator=torch.Generator().manual_seed(0)), dim=1)
+    teacher = SimulatedTeacher(CalibratedNoiseModel(embeddings.numpy(), noise=0.5, seed=1))
+    dataset = Dataset(root)
+    for scene in dataset.scenes("train"):
+        fused = fuse_scene(dataset.scene_cloud(scene).coords, dataset.frames(scene), teacher, MultiViewFusionConfig())
+        write_fused(dataset.fused_path("simulated", scene), fused)
+    vocabulary = Vocabulary(tuple(CLASS_NAMES), {}, embeddings.numpy(), embeddings.numpy(),
+                            np.arange(len(CLASS_NAMES)), "random-16d")
+    return dataset, vocabulary
+
+
+def test_tiny_ggsd_run_learns_resumes_and_checkpoints(tiny_dataset, tmp_path):
+    dataset, vocabulary = tiny_dataset
+    config = GGSDConfig(distill_steps=40, self_distill_steps=20, crop_m=2.5, log_every=5, checkpoint_every=30,
+                        learning_rate=0.01, threads=1, seed=3)
+    student = StudentSection(preset="tiny", voxel_size_m=0.05)
+    trainer = GGSDTrainer(dataset, vocabulary, config, student, tmp_path, progress=False)
+    final = trainer.run()
+
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert [int(r["step"]) for r in rows] == list(range(5, 61, 5))
+    first, last = float(rows[0]["pixel"]), float(rows[7]["pixel"])
+    assert last < first, (first, last)                         # stage 1 reduces L_p
+    assert {r["stage"] for r in rows} == {"distill", "self_distill"}
+    assert float(rows[-1]["self_distill"]) > 0.0
+    assert (tmp_path / "tensorboard").is_dir()
+
+    content = load_checkpoint(final)
+    assert content["step"] == 60 and content["text_space"] == "random-16d" and content["ema"] is not None
+    model, space = load_student(final)
+
+    def features(scene, cloud):
+        with torch.no_grad():
+            return model(torch.from_numpy(cloud.coords)), torch.ones(cloud.num_points, dtype=torch.bool)
+    scores = evaluate_features(dataset, dataset.scenes("train"), features, vocabulary, progress=False).scores
+    present = int(np.isfinite(scores.iou).sum())
+    assert scores.macc > 100.0 / present * 2, scores.macc      # far better than chance over the classes present
+
+    resumed = GGSDTrainer(dataset, vocabulary, dataclasses.replace(config, self_distill_steps=25), student,
+                          tmp_path, progress=False)
+    resumed.resume(tmp_path / "last.pt")
+    assert resumed.step == 60 and resumed.ema is not None
+    resumed.run()
+    assert load_checkpoint(tmp_path / "final.pt")["step"] == 65
+
+
+def _ddp_worker(rank: int, root: str, embeddings: np.ndarray, out: str, port: int) -> None:
+    import os
+    os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    vocabulary = Vocabulary(tuple(CLASS_NAMES), {}, embeddings, embeddings, np.arange(len(CLASS_NAMES)), "random-16d")
+    config = GGSDConfig(distill_steps=6, self_distill_steps=4, crop_m=2.0, log_every=2, threads=1, seed=5)
+    trainer = GGSDTrainer(Dataset(root), vocabulary, config, StudentSection(preset="tiny", voxel_size_m=0.05),
+                          out, progress=False)
+    trainer.run()
+    # parameters, not buffers: BatchNorm running statistics are local to each process, as in any DDP run
+    torch.save({k: v.detach().clone() for k, v in trainer.model.named_parameters()}, f"{out}/rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_ddp_on_gloo_keeps_replicas_identical(tiny_dataset, tmp_path):
+    import socket
+
+    dataset, vocabulary = tiny_dataset
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torch.multiprocessing.spawn(_ddp_worker, args=(str(dataset.root), vocabulary.label_embeddings, str(tmp_path),
+                                                   port), nprocs=2, join=True)
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert load_checkpoint(tmp_path / "final.pt")["step"] == 10

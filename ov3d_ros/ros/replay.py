@@ -10,6 +10,7 @@ from typing import Sequence
 
 import rclpy
 from rclpy.context import Context
+from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from ov3d_ros.data.rosbag import BagReader, TopicInfo
 from ov3d_ros.messages.types import ROS_TYPES
 
+ACK_TIMEOUT_S = 2.0
 CLOCK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
@@ -82,6 +84,9 @@ def replay_bag(path: Path, rate: float = 1.0, topics: Sequence[str] | None = Non
                 stats.published[message.topic] += 1
             stats.wall_time_s = time.monotonic() - started
             stats.bag_duration_s = bag.duration_s
+            for publisher in publishers.values():   # let reliable subscribers receive the tail of the bag
+                if publisher.qos_profile.reliability == ReliabilityPolicy.RELIABLE:
+                    publisher.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S))
         finally:
             node.destroy_node()
             rclpy.shutdown(context=context)

@@ -17,7 +17,7 @@ from ov3d_ros.evaluation.segmentation import evaluate_features
 from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.teachers.multiview import fuse_scene
 from ov3d_ros.teachers.simulated import CalibratedNoiseModel, SimulatedTeacher
-from ov3d_ros.training.checkpoint import load_checkpoint, load_student
+from ov3d_ros.training.checkpoint import export_student, load_checkpoint, load_student
 from ov3d_ros.training.ggsd import (GGSDTrainer, ema_update, pixel_point_loss, segment_mean, superpoint_loss,
                                     superpoint_vote)
 
@@ -100,6 +100,14 @@ def test_tiny_ggsd_run_learns_resumes_and_checkpoints(tiny_dataset, tmp_path):
     scores = evaluate_features(dataset, dataset.scenes("train"), features, vocabulary, progress=False).scores
     present = int(np.isfinite(scores.iou).sum())
     assert scores.macc > 100.0 / present * 2, scores.macc      # far better than chance over the classes present
+
+    exported = export_student(final, tmp_path / "small.pt", {"note": "test"})
+    assert exported.stat().st_size < final.stat().st_size / 2           # fp16, no optimiser / EMA state
+    small, small_space = load_student(exported)
+    points = torch.from_numpy(dataset.scene_cloud(dataset.scenes("train")[0]).coords[:2000])
+    with torch.no_grad():
+        assert small_space == space
+        assert torch.allclose(small(points), model(points), atol=2e-2)
 
     resumed = GGSDTrainer(dataset, vocabulary, dataclasses.replace(config, self_distill_steps=25), student,
                           tmp_path, progress=False)

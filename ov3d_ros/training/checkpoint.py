@@ -41,8 +41,33 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_student(path: str | Path) -> tuple[Student, str]:
-    """The student of a checkpoint in eval mode, and the name of its text space."""
-    content = load_checkpoint(path)
+    """The student of a checkpoint in eval mode (float32), and the name of its text space."""
+    return _student_from(load_checkpoint(resolve_checkpoint(path)))
+
+
+def _student_from(content: dict[str, Any]) -> tuple[Student, str]:
     student = Student(StudentConfig(**content["student_config"]))
-    student.load_state_dict(content["model"])
+    student.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in content["model"].items()})
     return student.eval(), str(content["text_space"])
+
+
+def default_checkpoint_path() -> Path:
+    """The shipped default student (MiniLM text space), inside the package."""
+    return Path(__file__).resolve().parent.parent / "weights" / "student_default.pt"
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """`default` names the shipped student; anything else is a path."""
+    return default_checkpoint_path() if str(path) == "default" else Path(path)
+
+
+def export_student(source: str | Path, target: str | Path, provenance: dict[str, Any] | None = None) -> Path:
+    """A small inference-only copy of a training checkpoint: weights in float16, no optimiser or EMA state."""
+    content = load_checkpoint(source)
+    student, text_space = _student_from(content)
+    half = {k: v.half() if v.is_floating_point() else v for k, v in student.state_dict().items()}
+    content = {"format": FORMAT, "student_config": content["student_config"], "text_space": text_space,
+               "model": half, "provenance": provenance or {}}
+    with atomic_path(target) as temporary:
+        torch.save(content, temporary)
+    return Path(target)

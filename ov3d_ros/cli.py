@@ -92,6 +92,15 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
                         help="pipeline YAML with the language / teacher / fusion sections (default: %(default)s)")
 
 
+def _training_args(parser: argparse.ArgumentParser, data_help: str, out_help: str,
+                   data_required: bool = False) -> None:
+    """--data, --out and the two step budgets, shared by the training and ablation verbs."""
+    parser.add_argument("--data", required=data_required, default=None, help=data_help)
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--distill-steps", type=int, default=None, help="override ggsd.distill_steps")
+    parser.add_argument("--self-distill-steps", type=int, default=None, help="override ggsd.self_distill_steps")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ov3d", description="Open-vocabulary 3D perception for ROS 2.")
     verbs = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
@@ -198,10 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Geometry-guided distillation from fused 2D features, then EMA self-distillation with "
                     "superpoint voting; every stage is a switch in the ggsd section of the config (plain 2D->3D "
                     "distillation: superpoint_loss false, self_distillation false). Resumes from <out>/last.pt.")
-    ggsd.add_argument("--data", default=None, help="dataset root (default: ggsd.data of the config)")
-    ggsd.add_argument("--out", required=True, help="run folder: checkpoints, log.csv, tensorboard/")
-    ggsd.add_argument("--distill-steps", type=int, default=None, help="override ggsd.distill_steps")
-    ggsd.add_argument("--self-distill-steps", type=int, default=None, help="override ggsd.self_distill_steps")
+    _training_args(ggsd, data_help="dataset root (default: ggsd.data of the config)",
+                   out_help="run folder: checkpoints, log.csv, tensorboard/")
     ggsd.add_argument("--restart", action="store_true", help="ignore an existing last.pt and start over")
     _config_arg(ggsd)
     ggsd.set_defaults(run=lambda args: _train("run_train_ggsd", args), plain_distillation=False)
@@ -217,10 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train pixel-point distillation, geometry-guided distillation, + EMA self-distillation and full "
                     "GGSD with one budget (the stage-2 rows resume from the geometry-guided checkpoint) and score "
                     "each on the val split beside 2D fusion.")
-    ablation.add_argument("--data", required=True, help="dataset root with fused features (ov3d synth / fuse)")
-    ablation.add_argument("--out", required=True, help="folder for the four runs and ablation.json")
-    ablation.add_argument("--distill-steps", type=int, default=None, help="override ggsd.distill_steps")
-    ablation.add_argument("--self-distill-steps", type=int, default=None, help="override ggsd.self_distill_steps")
+    _training_args(ablation, data_help="dataset root with fused features (ov3d synth / fuse)",
+                   out_help="folder for the four runs and ablation.json", data_required=True)
     ablation.add_argument("--quiet", action="store_true", help="no progress bars")
     _config_arg(ablation)
     ablation.set_defaults(run=lambda args: _bench("run_bench_ggsd_ablation", args))

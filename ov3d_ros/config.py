@@ -207,6 +207,8 @@ class GGSDConfig:
     superpoint_voting: bool = param(True, "Stage 2: majority vote of the EMA's pseudo labels in each superpoint.")
     distill_steps: int = param(2000, "Optimiser steps of stage 1 (distillation).", 0, 10_000_000)
     self_distill_steps: int = param(1000, "Optimiser steps of stage 2 (self-distillation).", 0, 10_000_000)
+    center_text_space: bool = param(False, "Distil and classify relative to the mean class text embedding (for "
+                                              "text spaces whose classes share a large common direction).")
     distill_weight: float = param(1.0, "Weight of L_d (L_p + L_sp) kept during stage 2.", 0.0, 100.0)
     ema_momentum: float = param(0.999, "EMA teacher momentum in stage 2.", 0.0, 1.0)
     temperature: float = param(0.01, "Softmax temperature of the self-distillation loss.", 1e-4, 10.0)

@@ -17,7 +17,7 @@ from ov3d_ros.evaluation.segmentation import evaluate_features
 from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.teachers.multiview import fuse_scene
 from ov3d_ros.teachers.simulated import CalibratedNoiseModel, SimulatedTeacher
-from ov3d_ros.training.checkpoint import export_student, load_checkpoint, load_student
+from ov3d_ros.training.checkpoint import export_student, load_checkpoint, load_student, text_offset
 from ov3d_ros.training.ggsd import (GGSDTrainer, ema_update, pixel_point_loss, segment_mean, superpoint_loss,
                                     superpoint_vote)
 
@@ -144,3 +144,18 @@ def test_two_process_ddp_on_gloo_keeps_replicas_identical(tiny_dataset, tmp_path
     b = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert load_checkpoint(tmp_path / "final.pt")["step"] == 10
+
+
+def test_centred_text_space_is_stored_and_applied(tiny_dataset, tmp_path):
+    dataset, vocabulary = tiny_dataset
+    config = GGSDConfig(distill_steps=4, self_distill_steps=2, crop_m=2.0, center_text_space=True, threads=1)
+    final = GGSDTrainer(dataset, vocabulary, config, StudentSection(preset="tiny", voxel_size_m=0.05), tmp_path,
+                        progress=False).run()
+    offset = text_offset(final)
+    np.testing.assert_allclose(offset, vocabulary.label_embeddings.mean(axis=0), atol=1e-6)
+    centred = vocabulary.centred(offset)
+    np.testing.assert_allclose(np.linalg.norm(centred.text_embeddings, axis=1), 1.0, atol=1e-5)
+    moved = vocabulary.label_embeddings - offset
+    expected = (moved / np.linalg.norm(moved, axis=1, keepdims=True)).argmax(0)
+    assert (centred.label_embeddings.argmax(0) == expected).all()
+    assert text_offset(export_student(final, tmp_path / "small.pt")) is not None

@@ -74,7 +74,12 @@ def run_eval_seg(args: argparse.Namespace) -> int:
         return point_features(_feature_file(args, dataset, scene), cloud.num_points)
 
     vocabulary = dataset_vocabulary(dataset, config.language)
-    features = student_features(Path(args.checkpoint), vocabulary.encoder_name) if args.checkpoint else from_files
+    features = from_files
+    if args.checkpoint:
+        from ov3d_ros.training.checkpoint import text_offset
+        features = student_features(Path(args.checkpoint), vocabulary.encoder_name)
+        offset = text_offset(args.checkpoint)
+        vocabulary = vocabulary.centred(offset) if offset is not None else vocabulary
     result = evaluate_features(dataset, scenes, features, vocabulary)
     scores = result.scores
     report = segmentation_report(scores, Path(args.json))

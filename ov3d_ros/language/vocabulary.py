@@ -6,6 +6,7 @@ similarity over the label's texts.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import logging
@@ -220,6 +221,15 @@ class Vocabulary:
     @property
     def dim(self) -> int:
         return int(self.text_embeddings.shape[1])
+
+    def centred(self, offset: np.ndarray) -> Vocabulary:
+        """The same vocabulary in a text space shifted by `-offset` (rows re-normalised): the space of a student
+        trained with a centred text space (its checkpoint stores the offset)."""
+        def shift(rows: np.ndarray) -> np.ndarray:
+            moved = rows - np.asarray(offset, dtype=rows.dtype)
+            return (moved / np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return dataclasses.replace(self, label_embeddings=shift(self.label_embeddings),
+                                   text_embeddings=shift(self.text_embeddings))
 
     def index(self, label_or_synonym: str) -> int:
         """Index of a label, case-insensitive; a synonym gives its label. KeyError suggests the nearest name."""

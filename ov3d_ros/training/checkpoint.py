@@ -5,6 +5,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ov3d_ros.files import atomic_path
@@ -45,6 +46,12 @@ def load_student(path: str | Path) -> tuple[Student, str]:
     return _student_from(load_checkpoint(resolve_checkpoint(path)))
 
 
+def text_offset(path: str | Path) -> np.ndarray | None:
+    """The mean text embedding a centred-space student was trained relative to (None for a plain space)."""
+    offset = load_checkpoint(resolve_checkpoint(path)).get("text_offset")
+    return None if offset is None else offset.float().numpy()
+
+
 def _student_from(content: dict[str, Any]) -> tuple[Student, str]:
     student = Student(StudentConfig(**content["student_config"]))
     student.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in content["model"].items()})
@@ -67,7 +74,7 @@ def export_student(source: str | Path, target: str | Path, provenance: dict[str,
     student, text_space = _student_from(content)
     half = {k: v.half() if v.is_floating_point() else v for k, v in student.state_dict().items()}
     content = {"format": FORMAT, "student_config": content["student_config"], "text_space": text_space,
-               "model": half, "provenance": provenance or {}}
+               "model": half, "text_offset": content.get("text_offset"), "provenance": provenance or {}}
     with atomic_path(target) as temporary:
         torch.save(content, temporary)
     return Path(target)

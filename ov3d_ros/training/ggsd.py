@@ -117,7 +117,9 @@ class GGSDTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.ema: Student | None = None
         self.step = 0
-        self.text = torch.from_numpy(vocabulary.label_embeddings).float()
+        self.offset = vocabulary.label_embeddings.mean(axis=0) if config.center_text_space else None
+        space = vocabulary.centred(self.offset) if self.offset is not None else vocabulary
+        self.text = torch.from_numpy(space.label_embeddings).float()
         cache = SuperpointCache(dataset.root / "superpoints")
         names = dataset.scenes(config.train_split)[self.rank::self.world]
         if not names:
@@ -156,6 +158,8 @@ class GGSDTrainer:
         for _ in range(c.scenes_per_step):
             scene = self.scenes[int(self.rng.integers(len(self.scenes)))]
             sample = make_sample(scene, c, self.rng)
+            if self.offset is not None:
+                sample.target = F.normalize(sample.target, dim=1) - torch.from_numpy(self.offset).float()
             features = self._forward(sample)
             pixel = pixel_point_loss(features, sample.target, sample.seen)
             geometric = superpoint_loss(features, sample.target, sample.seen, sample.superpoints) \
@@ -185,6 +189,7 @@ class GGSDTrainer:
 
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "text_offset": None if self.offset is None else torch.from_numpy(self.offset).float(),
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 "train_config": dataclasses.asdict(self.config), "classes": list(self.dataset.classes)}
 

@@ -34,23 +34,23 @@ def bag_frames(path: str | Path, map_frame: str = "map", color_topic: str = "/ca
         tf = TransformBuffer(cache_time_s=bag.duration_s + 60.0, max_entries_per_frame=10_000_000)
         for message in bag.messages(topics=[t for t in ("/tf", "/tf_static") if t in bag.topics]):
             tf.ingest_tf_message(bag.decode(message), static=message.topic == "/tf_static")
-        ready: deque[tuple[Any, Any, Any]] = deque()
-        sync = ApproximateTimeSynchronizer(["color", "depth", "info"], 30, slop_s,
-                                           callback=lambda *items: ready.append(items))
         keys = {color_topic: "color", depth_topic: "depth", info_topic: "info"}
-        count = 0
-        for message in bag.messages(topics=list(keys)):
-            decoded = bag.decode(message)
-            sync.add(keys[message.topic], stamp_to_ns(decoded.header.stamp), decoded)
-            for items in _drain(ready):
-                if count % stride == 0:
-                    yield _frame(path.name, count, *items, tf, map_frame)
-                count += 1
-        sync.flush()
-        for items in _drain(ready):
+        for count, items in enumerate(_synchronised_sets(bag, keys, slop_s)):
             if count % stride == 0:
                 yield _frame(path.name, count, *items, tf, map_frame)
-            count += 1
+
+
+def _synchronised_sets(bag: BagReader, keys: dict[str, str], slop_s: float) -> Iterator[tuple[Any, Any, Any]]:
+    """(colour, depth, info) message sets of the bag in time order, the last ones flushed at the end."""
+    ready: deque[tuple[Any, Any, Any]] = deque()
+    sync = ApproximateTimeSynchronizer(["color", "depth", "info"], 30, slop_s,
+                                       callback=lambda *items: ready.append(items))
+    for message in bag.messages(topics=list(keys)):
+        decoded = bag.decode(message)
+        sync.add(keys[message.topic], stamp_to_ns(decoded.header.stamp), decoded)
+        yield from _drain(ready)
+    sync.flush()
+    yield from _drain(ready)
 
 
 def _drain(queue: deque) -> Iterator[Any]:

@@ -113,7 +113,9 @@ def run_bench_ggsd_ablation(args: argparse.Namespace) -> int:
     from ov3d_ros.config import load_pipeline_config
     from ov3d_ros.data.dataset import Dataset
     from ov3d_ros.data.openscene import SceneCloud, read_fused
-    from ov3d_ros.evaluation.segmentation import dataset_vocabulary, evaluate_features
+    from ov3d_ros.evaluation.segmentation import (FeatureSource, dataset_vocabulary, evaluate_features,
+                                                  student_source)
+    from ov3d_ros.language.vocabulary import Vocabulary
     from ov3d_ros.training.ggsd import GGSDTrainer
 
     config = load_pipeline_config(args.config)
@@ -128,8 +130,8 @@ def run_bench_ggsd_ablation(args: argparse.Namespace) -> int:
         features = read_fused(dataset.fused_path(base.fused, scene))
         return features.dense(cloud.num_points), features.mask_full
 
-    def score(name: str, source) -> dict:
-        scores = evaluate_features(dataset, scenes, source, vocabulary, progress=False).scores
+    def score(name: str, source: FeatureSource, space: Vocabulary = vocabulary) -> dict:
+        scores = evaluate_features(dataset, scenes, source, space, progress=False).scores
         row = {"name": name, "miou": scores.miou, "macc": scores.macc, "groups": scores.group_miou}
         print(f"{name:<34}{scores.miou:>7.1f}{scores.macc:>7.1f}" + "".join(
             f"{scores.group_miou.get(g, float('nan')):>8.1f}" for g in ("head", "common", "tail")), flush=True)
@@ -148,11 +150,8 @@ def run_bench_ggsd_ablation(args: argparse.Namespace) -> int:
             trainer.resume(out / "geometry-guided" / "final.pt")
         trainer.run()
         trainer.model.eval()
-
-        @torch.no_grad()
-        def student(scene: str, cloud: SceneCloud, model=trainer.model) -> tuple[torch.Tensor, torch.Tensor]:
-            return model(torch.from_numpy(cloud.coords)), torch.ones(cloud.num_points, dtype=torch.bool)
-        rows.append(score(name, student))
+        space = vocabulary.centred(trainer.offset) if trainer.offset is not None else vocabulary
+        rows.append(score(name, student_source(trainer.model), space))
     write_json(out / "ablation.json", {"split": base.val_split, "scenes": scenes, "rows": rows,
                                        "distill_steps": base.distill_steps,
                                        "self_distill_steps": base.self_distill_steps})

@@ -11,7 +11,7 @@ from ov3d_ros.config import ConfigError, load_pipeline_config
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.openscene import DataError, SceneCloud, load_torch_file, read_fused
 from ov3d_ros.evaluation.reports import segmentation_report
-from ov3d_ros.evaluation.segmentation import dataset_vocabulary, evaluate_features
+from ov3d_ros.evaluation.segmentation import FeatureSource, dataset_vocabulary, evaluate_features, student_source
 
 
 def point_features(path: Path, num_points: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +42,7 @@ def _feature_file(args: argparse.Namespace, dataset: Dataset, scene: str) -> Pat
     raise DataError(f"no features for scene {scene} in {source} ({scene}.pt or {scene}.npy)")
 
 
-def student_features(checkpoint: Path, text_space: str):
+def student_features(checkpoint: Path, text_space: str) -> FeatureSource:
     """A FeatureSource running the checkpoint's student on whole scenes (checks the text space matches)."""
     from ov3d_ros.training.checkpoint import load_student
 
@@ -50,13 +50,7 @@ def student_features(checkpoint: Path, text_space: str):
     if space != text_space:
         raise ConfigError(f"{checkpoint} was trained in the text space {space!r}, but the config's encoder is "
                           f"{text_space!r}")
-
-    @torch.no_grad()
-    def features(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
-        colour = torch.from_numpy(cloud.colors.astype(np.float32) / 255.0) \
-            if student.config.in_channels == 4 else None
-        return student(torch.from_numpy(cloud.coords), colour), torch.ones(cloud.num_points, dtype=torch.bool)
-    return features
+    return student_source(student)
 
 
 def run_eval_seg(args: argparse.Namespace) -> int:

@@ -53,3 +53,13 @@ def dataset_vocabulary(dataset: Dataset, language: LanguageConfig) -> Vocabulary
     from ov3d_ros.language.vocabulary import EmbeddingCache, default_cache_dir
     return Vocabulary.build(list(dataset.classes), build_text_encoder(language), language.templates,
                             EmbeddingCache(default_cache_dir(language)))
+
+
+def student_source(student: torch.nn.Module) -> FeatureSource:
+    """A FeatureSource running a student on whole scenes (with colour input when it takes colour)."""
+    @torch.no_grad()
+    def features(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
+        colour = torch.from_numpy(cloud.colors.astype("float32") / 255.0) \
+            if student.config.in_channels == 4 else None
+        return student(torch.from_numpy(cloud.coords), colour), torch.ones(cloud.num_points, dtype=torch.bool)
+    return features

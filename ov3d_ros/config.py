@@ -209,6 +209,9 @@ class GGSDConfig:
     self_distill_steps: int = param(1000, "Optimiser steps of stage 2 (self-distillation).", 0, 10_000_000)
     center_text_space: bool = param(False, "Distil and classify relative to the mean class text embedding (for "
                                               "text spaces whose classes share a large common direction).")
+    class_balance: float = param(0.0, "Stage 1: weight each point's distillation loss by freq(c)^-x of the class c "
+                                      "the teacher gives it in the crop (0 = off, 0.5 = inverse square root).",
+                                 0.0, 1.0)
     distill_weight: float = param(1.0, "Weight of L_d (L_p + L_sp) kept during stage 2.", 0.0, 100.0)
     ema_momentum: float = param(0.999, "EMA teacher momentum in stage 2.", 0.0, 1.0)
     temperature: float = param(0.01, "Softmax temperature of the self-distillation loss.", 1e-4, 10.0)

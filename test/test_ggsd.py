@@ -18,8 +18,8 @@ from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.teachers.multiview import fuse_scene
 from ov3d_ros.teachers.simulated import CalibratedNoiseModel, SimulatedTeacher
 from ov3d_ros.training.checkpoint import export_student, load_checkpoint, load_student, text_offset
-from ov3d_ros.training.ggsd import (GGSDTrainer, ema_update, pixel_point_loss, segment_mean, superpoint_loss,
-                                    superpoint_vote)
+from ov3d_ros.training.ggsd import (GGSDTrainer, class_balance_weights, ema_update, pixel_point_loss, segment_mean,
+                                    self_distillation_loss, superpoint_loss, superpoint_vote)
 
 DIM = 16
 
@@ -46,6 +46,51 @@ def test_losses_are_zero_when_the_student_matches_and_positive_otherwise():
             assert torch.allclose(means[sp], target[members].mean(0), atol=1e-6)
             assert totals[sp] == members.sum()
     assert float(superpoint_loss(torch.roll(target, 1, 0), target, seen, superpoints)) > 0.0
+
+
+def test_voxel_level_losses_equal_the_per_point_definitions():
+    voxels = torch.nn.functional.normalize(torch.randn(30, DIM, dtype=torch.float64), dim=1)
+    point_to_voxel = torch.randint(0, 30, (200,))
+    points = voxels[point_to_voxel]
+    target = torch.randn(200, DIM, dtype=torch.float64)
+    seen = torch.rand(200) > 0.2
+    superpoints = torch.randint(0, 12, (200,))
+    weights = torch.rand(200, dtype=torch.float64)
+    labels = torch.randint(0, 5, (200,))
+    text = torch.nn.functional.normalize(torch.randn(5, DIM, dtype=torch.float64), dim=1)
+    cos = torch.nn.functional.cosine_similarity(points, target, dim=1)
+    assert float(pixel_point_loss(voxels, target, seen, weights, point_to_voxel)) == pytest.approx(
+        float(((1 - cos) * weights * seen).sum() / (weights * seen).sum()))
+    assert float(pixel_point_loss(voxels, target, seen, None, point_to_voxel)) == pytest.approx(
+        float((1 - cos[seen]).mean()))
+    student_means, _ = segment_mean(points, superpoints, 12)
+    teacher_means, seen_count = segment_mean(target, superpoints, 12, seen)
+    valid = seen_count > 0
+    expected = (1 - torch.nn.functional.cosine_similarity(student_means[valid], teacher_means[valid], dim=1)).mean()
+    assert float(superpoint_loss(voxels, target, seen, superpoints, None, point_to_voxel)) == pytest.approx(
+        float(expected))
+    expected_ce = torch.nn.functional.cross_entropy(points @ text.T / 0.1, labels)
+    assert float(self_distillation_loss(voxels, text, labels, 0.1, point_to_voxel)) == pytest.approx(
+        float(expected_ce))
+
+
+def test_class_balance_gives_every_teacher_class_the_same_total_weight_at_power_one():
+    text = torch.eye(4)
+    classes = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    target = torch.nn.functional.normalize(text[classes] + 0.01 * torch.randn(100, 4), dim=1)
+    seen = torch.ones(100, dtype=torch.bool)
+    seen[-5:] = False                                  # 5 of class 2 unseen: weight 0, not counted
+    weights = class_balance_weights(target, seen, text, 1.0)
+    assert (weights[~seen] == 0).all() and weights[seen].mean() == pytest.approx(1.0)
+    totals = [float(weights[classes == c].sum()) for c in range(3)]
+    assert totals == pytest.approx([totals[0]] * 3)
+    assert torch.allclose(class_balance_weights(target, seen, text, 0.0)[seen], torch.ones(95))
+    # a weighted loss only counts the points that carry weight
+    features = target.clone()
+    features[classes == 0] *= -1
+    only_rare = torch.where(classes == 0, 0.0, 1.0)
+    assert float(pixel_point_loss(features, target, seen, only_rare)) == pytest.approx(0.0, abs=1e-5)
+    assert float(pixel_point_loss(features, target, seen)) > 1.0
 
 
 def test_ema_update():

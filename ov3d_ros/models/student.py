@@ -169,7 +169,11 @@ class Student(nn.Module):
         return out.replace_feature(normalize_rows_(out.features))
 
     def forward(self, points: torch.Tensor, features: torch.Tensor | None = None,
-                batch: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-point unit-norm features (N, out_dim) of points (N, 3) in metres (see `voxelize`)."""
+                batch: torch.Tensor | None = None,
+                per_voxel: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Per-point unit-norm features (N, out_dim) of points (N, 3) in metres (see `voxelize`); with
+        `per_voxel`, the (V, out_dim) features of their voxels and point_to_voxel (N,) instead (for losses that
+        need not expand voxels to points)."""
         voxels, point_to_voxel = self.voxelize(points, features, batch)
-        return devoxelize(self.forward_voxels(voxels), point_to_voxel)
+        out = self.forward_voxels(voxels)
+        return (out.features, point_to_voxel) if per_voxel else devoxelize(out, point_to_voxel)

@@ -46,23 +46,63 @@ def segment_mean(values: torch.Tensor, segments: torch.Tensor, count: int,
     return sums / totals.clamp_min(1e-12)[:, None], totals
 
 
-def pixel_point_loss(features: torch.Tensor, target: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-    """L_p: mean over seen points of 1 - cos(F3D, F2D)."""
-    if not seen.any():
+def _rows(point_to_voxel: torch.Tensor | None, count: int) -> torch.Tensor:
+    """The feature row each point reads: `point_to_voxel`, or the identity when features are per point."""
+    return torch.arange(count) if point_to_voxel is None else point_to_voxel
+
+
+def pixel_point_loss(features: torch.Tensor, target: torch.Tensor, seen: torch.Tensor,
+                     weights: torch.Tensor | None = None,
+                     point_to_voxel: torch.Tensor | None = None) -> torch.Tensor:
+    """L_p: mean over seen points of 1 - cos(F3D, F2D), weighted per point when `weights` (N,) are given.
+
+    `features` are unit-norm rows: one per point, or one per voxel with `point_to_voxel` (N,) giving each point's
+    row. As cos(f, t) = f . t / |t| for unit f, the loss is linear in the rows and is summed per voxel, never
+    expanded to (N, D) points (the same value; much cheaper backward)."""
+    w = seen.to(target.dtype) if weights is None else weights.to(target.dtype) * seen
+    total = w.sum()
+    if total <= 0:
         return features.sum() * 0.0
-    return (1.0 - F.cosine_similarity(features[seen], target[seen], dim=1)).mean()
+    pull = torch.zeros((len(features), target.shape[1]), dtype=target.dtype).index_add_(
+        0, _rows(point_to_voxel, len(target)), F.normalize(target, dim=1) * w[:, None])
+    return 1.0 - (features * pull).sum() / total
 
 
 def superpoint_loss(features: torch.Tensor, target: torch.Tensor, seen: torch.Tensor,
-                    superpoints: torch.Tensor) -> torch.Tensor:
-    """L_sp: 1 - cos between superpoint means of F3D (all points) and F2D (seen points), over superpoints seen."""
+                    superpoints: torch.Tensor, weights: torch.Tensor | None = None,
+                    point_to_voxel: torch.Tensor | None = None) -> torch.Tensor:
+    """L_sp: 1 - cos between superpoint means of F3D (all points) and F2D (seen points), over superpoints seen;
+    with per-point `weights` (N,), each superpoint counts with the mean weight of its seen points. `features` and
+    `point_to_voxel` as in `pixel_point_loss`: the student's means are built from (voxel, superpoint) pairs."""
     count = int(superpoints.max()) + 1 if len(superpoints) else 0
-    student_means, _ = segment_mean(features, superpoints, count)
+    pairs, multiplicity = torch.unique(_rows(point_to_voxel, len(target)) * count + superpoints,
+                                       return_counts=True)
+    student_sums = torch.zeros((count, features.shape[1]), dtype=features.dtype).index_add_(
+        0, pairs % count, features[pairs // count] * multiplicity[:, None].to(features.dtype))
     teacher_means, seen_weight = segment_mean(target, superpoints, count, seen)
     valid = seen_weight > 0
     if not valid.any():
         return features.sum() * 0.0
-    return (1.0 - F.cosine_similarity(student_means[valid], teacher_means[valid], dim=1)).mean()
+    distance = 1.0 - F.cosine_similarity(student_sums[valid], teacher_means[valid], dim=1)
+    if weights is None:
+        return distance.mean()
+    w = segment_mean(weights[:, None].to(target.dtype), superpoints, count, seen)[0][valid, 0]
+    return (distance * w).sum() / w.sum().clamp_min(1e-12)
+
+
+def class_balance_weights(target: torch.Tensor, seen: torch.Tensor, text: torch.Tensor,
+                          power: float) -> torch.Tensor:
+    """(N,) per-point weights freq(c)^-power of the class c the teacher gives each seen point (its nearest text
+    embedding), normalised to mean 1 over the seen points; unseen points get 0. power 0 = uniform, 0.5 = inverse
+    square root of the class frequency, 1 = every class present counts the same."""
+    weights = torch.zeros(len(target), dtype=target.dtype)
+    if not seen.any():
+        return weights
+    classes = (target[seen] @ text.T).argmax(dim=1)
+    frequency = torch.bincount(classes, minlength=len(text)).to(target.dtype)
+    balanced = frequency[classes].pow(-power)
+    weights[seen] = balanced / balanced.mean()
+    return weights
 
 
 def superpoint_vote(labels: torch.Tensor, superpoints: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -74,9 +114,12 @@ def superpoint_vote(labels: torch.Tensor, superpoints: torch.Tensor, num_classes
 
 
 def self_distillation_loss(features: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
-                           temperature: float) -> torch.Tensor:
-    """L_sd: softmax cross-entropy of (F3D . text) / tau against the pseudo labels."""
-    return F.cross_entropy(features @ text.T / temperature, labels)
+                           temperature: float, point_to_voxel: torch.Tensor | None = None) -> torch.Tensor:
+    """L_sd: mean over points of the softmax cross-entropy of (F3D . text) / tau against their pseudo labels
+    `labels` (N,); `features` and `point_to_voxel` as in `pixel_point_loss`."""
+    logits = features @ text.T / temperature
+    rows = _rows(point_to_voxel, len(labels))
+    return (torch.logsumexp(logits, dim=1)[rows] - logits[rows, labels]).mean()
 
 
 @torch.no_grad()
@@ -95,6 +138,7 @@ class StepLosses:
     superpoint: float
     self_distill: float
     pseudo_accuracy: float      # share of pseudo labels equal to the ground truth (monitoring only; NaN if none)
+    student_accuracy: float     # share of the student's own labels equal to the ground truth (monitoring only)
 
 
 class GGSDTrainer:
@@ -143,9 +187,9 @@ class GGSDTrainer:
     def stage(self) -> str:
         return "distill" if self.step < self.config.distill_steps else "self_distill"
 
-    def _forward(self, sample: Sample) -> torch.Tensor:
-        net = self.ddp if self.ddp is not None else self.model
-        return net(sample.xyz, sample.rgb if self.use_color else None)
+    def _forward(self, net: torch.nn.Module, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
+        """(V, D) voxel features of the sample and each point's voxel row."""
+        return net(sample.xyz, sample.rgb if self.use_color else None, per_voxel=True)
 
     def train_step(self) -> StepLosses:
         c = self.config
@@ -154,29 +198,37 @@ class GGSDTrainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         parts = np.zeros(4)
-        agree = labelled = 0
+        agree = labelled = correct = known_points = 0
         for _ in range(c.scenes_per_step):
             scene = self.scenes[int(self.rng.integers(len(self.scenes)))]
             sample = make_sample(scene, c, self.rng)
             if self.offset is not None:
                 sample.target = F.normalize(sample.target, dim=1) - torch.from_numpy(self.offset).float()
-            features = self._forward(sample)
-            pixel = pixel_point_loss(features, sample.target, sample.seen)
-            geometric = superpoint_loss(features, sample.target, sample.seen, sample.superpoints) \
+            features, rows = self._forward(self.ddp if self.ddp is not None else self.model, sample)
+            weights = class_balance_weights(sample.target, sample.seen, self.text, c.class_balance) \
+                if c.class_balance > 0 else None
+            pixel = pixel_point_loss(features, sample.target, sample.seen, weights, rows)
+            geometric = superpoint_loss(features, sample.target, sample.seen, sample.superpoints, weights, rows) \
                 if c.superpoint_loss else pixel * 0.0
             loss = pixel + geometric
             distill = pixel * 0.0
+            known = sample.labels < len(self.text) if sample.labels is not None else None
             if self.stage == "self_distill":
                 with torch.no_grad():
-                    pseudo = (self.ema(sample.xyz, sample.rgb if self.use_color else None) @ self.text.T).argmax(1)
+                    ema_features, ema_rows = self._forward(self.ema, sample)
+                    pseudo = (ema_features @ self.text.T).argmax(1)[ema_rows]
                     if c.superpoint_voting:
                         pseudo = superpoint_vote(pseudo, sample.superpoints, len(self.text))
-                distill = self_distillation_loss(features, self.text, pseudo, c.temperature)
-                if sample.labels is not None:
-                    known = sample.labels < len(self.text)
+                distill = self_distillation_loss(features, self.text, pseudo, c.temperature, rows)
+                if known is not None:
                     agree += int((pseudo[known] == sample.labels[known]).sum())
                     labelled += int(known.sum())
                 loss = distill + c.distill_weight * loss
+            if known is not None:
+                with torch.no_grad():
+                    own = (features @ self.text.T).argmax(1)[rows]
+                    correct += int((own[known] == sample.labels[known]).sum())
+                    known_points += int(known.sum())
             (loss / c.scenes_per_step).backward()
             parts += [t.item() for t in (loss, pixel, geometric, distill)]
         self.optimizer.step()
@@ -185,7 +237,8 @@ class GGSDTrainer:
             ema_update(self.ema, self.model, c.ema_momentum)
         self.step += 1
         parts /= c.scenes_per_step
-        return StepLosses(*parts, pseudo_accuracy=agree / labelled if labelled else float("nan"))
+        return StepLosses(*parts, pseudo_accuracy=agree / labelled if labelled else float("nan"),
+                          student_accuracy=correct / known_points if known_points else float("nan"))
 
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),

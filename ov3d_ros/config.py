@@ -225,6 +225,10 @@ class GGSDConfig:
     seed: int = param(0, "Random seed (model init, scene order, crops, augmentation).", 0, 2**31 - 1)
     checkpoint_every: int = param(250, "Steps between checkpoints (last.pt).", 1, 10_000_000)
     log_every: int = param(10, "Steps between log lines (CSV, TensorBoard).", 1, 10_000_000)
+    val_every: int = param(0, "Steps between evaluations of the student on the val split (mIoU / mAcc in "
+                              "val.csv and TensorBoard; 0 = never).", 0, 10_000_000)
+    val_scenes: int = param(2, "Val scenes scored at each evaluation (the first ones of the split; 0 = all).",
+                            0, 100_000)
     threads: int = param(2, "torch CPU threads per process.", 1, 256)
 
 

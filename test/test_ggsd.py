@@ -122,7 +122,7 @@ def tiny_dataset(tmp_path_factory):
 def test_tiny_ggsd_run_learns_resumes_and_checkpoints(tiny_dataset, tmp_path):
     dataset, vocabulary = tiny_dataset
     config = GGSDConfig(distill_steps=40, self_distill_steps=20, crop_m=2.5, log_every=5, checkpoint_every=30,
-                        learning_rate=0.01, threads=1, seed=3)
+                        learning_rate=0.01, threads=1, seed=3, val_split="train", val_every=20, val_scenes=1)
     student = StudentSection(preset="tiny", voxel_size_m=0.05)
     trainer = GGSDTrainer(dataset, vocabulary, config, student, tmp_path, progress=False)
     final = trainer.run()
@@ -145,6 +145,11 @@ def test_tiny_ggsd_run_learns_resumes_and_checkpoints(tiny_dataset, tmp_path):
     scores = evaluate_features(dataset, dataset.scenes("train"), features, vocabulary, progress=False).scores
     present = int(np.isfinite(scores.iou).sum())
     assert scores.macc > 100.0 / present * 2, scores.macc      # far better than chance over the classes present
+
+    validations = list(csv.DictReader(open(tmp_path / "val.csv")))
+    assert [int(r["step"]) for r in validations] == [20, 40, 60]
+    first_scene = evaluate_features(dataset, dataset.scenes("train")[:1], features, vocabulary, progress=False)
+    assert float(validations[-1]["miou"]) == pytest.approx(first_scene.scores.miou, abs=1e-6)
 
     exported = export_student(final, tmp_path / "small.pt", {"note": "test"})
     assert exported.stat().st_size < final.stat().st_size / 2           # fp16, no optimiser / EMA state

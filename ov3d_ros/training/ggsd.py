@@ -240,6 +240,24 @@ class GGSDTrainer:
         return StepLosses(*parts, pseudo_accuracy=agree / labelled if labelled else float("nan"),
                           student_accuracy=correct / known_points if known_points else float("nan"))
 
+    def validate(self) -> dict[str, float]:
+        """The student's mIoU / mAcc (overall, head / common / tail) on the first `val_scenes` val scenes."""
+        from ov3d_ros.evaluation.segmentation import evaluate_features, student_source
+
+        scenes = self.dataset.scenes(self.config.val_split)
+        scenes = scenes[:self.config.val_scenes] if self.config.val_scenes else scenes
+        if not scenes:
+            raise ValueError(f"split {self.config.val_split!r} has no scene to validate on")
+        space = self.vocabulary.centred(self.offset) if self.offset is not None else self.vocabulary
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            scores = evaluate_features(self.dataset, scenes, student_source(self.model), space, progress=False).scores
+        finally:
+            self.model.train(was_training)
+        return {"miou": scores.miou, "macc": scores.macc,
+                **{group: scores.group_miou.get(group, float("nan")) for group in ("head", "common", "tail")}}
+
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "text_offset": None if self.offset is None else torch.from_numpy(self.offset).float(),
@@ -267,6 +285,7 @@ class GGSDTrainer:
         lead = self.rank == 0
         writer = _tensorboard(self.out_dir) if lead else None
         log = _CsvLog(self.out_dir / "log.csv") if lead else None
+        val_log = _CsvLog(self.out_dir / "val.csv") if lead and self.config.val_every else None
         bar = tqdm(total=self.total_steps, initial=self.step, desc="ggsd", unit="step",
                    disable=not (self.progress and lead))
         started = time.perf_counter()
@@ -280,6 +299,12 @@ class GGSDTrainer:
                 for key, value in dataclasses.asdict(losses).items():
                     writer.add_scalar(f"loss/{key}", value, self.step)
                 bar.set_postfix(loss=f"{losses.total:.3f}", stage=self.stage)
+            if val_log is not None and (self.step % self.config.val_every == 0 or self.step == self.total_steps):
+                scores = self.validate()
+                val_log.write({"step": self.step, "stage": self.stage, **scores})
+                for key, value in scores.items():
+                    writer.add_scalar(f"val/{key}", value, self.step)
+                bar.write(f"step {self.step}: val mIoU {scores['miou']:.1f}, mAcc {scores['macc']:.1f}")
             if lead and self.step % self.config.checkpoint_every == 0:
                 self.save("last.pt")
         bar.close()

@@ -150,8 +150,7 @@ def run_bench_ggsd_ablation(args: argparse.Namespace) -> int:
             trainer.resume(out / "geometry-guided" / "final.pt")
         trainer.run()
         trainer.model.eval()
-        space = vocabulary.centred(trainer.offset) if trainer.offset is not None else vocabulary
-        rows.append(score(name, student_source(trainer.model), space))
+        rows.append(score(name, student_source(trainer.model), trainer.space))
     write_json(out / "ablation.json", {"split": base.val_split, "scenes": scenes, "rows": rows,
                                        "distill_steps": base.distill_steps,
                                        "self_distill_steps": base.self_distill_steps})

@@ -162,8 +162,9 @@ class GGSDTrainer:
         self.ema: Student | None = None
         self.step = 0
         self.offset = vocabulary.label_embeddings.mean(axis=0) if config.center_text_space else None
-        space = vocabulary.centred(self.offset) if self.offset is not None else vocabulary
-        self.text = torch.from_numpy(space.label_embeddings).float()
+        # the space the student is trained and classified in: the vocabulary, or it relative to its mean
+        self.space = vocabulary.centred(self.offset) if self.offset is not None else vocabulary
+        self.text = torch.from_numpy(self.space.label_embeddings).float()
         cache = SuperpointCache(dataset.root / "superpoints")
         names = dataset.scenes(config.train_split)[self.rank::self.world]
         if not names:
@@ -248,11 +249,11 @@ class GGSDTrainer:
         scenes = scenes[:self.config.val_scenes] if self.config.val_scenes else scenes
         if not scenes:
             raise ValueError(f"split {self.config.val_split!r} has no scene to validate on")
-        space = self.vocabulary.centred(self.offset) if self.offset is not None else self.vocabulary
         was_training = self.model.training
         self.model.eval()
         try:
-            scores = evaluate_features(self.dataset, scenes, student_source(self.model), space, progress=False).scores
+            scores = evaluate_features(self.dataset, scenes, student_source(self.model), self.space,
+                                       progress=False).scores
         finally:
             self.model.train(was_training)
         return {"miou": scores.miou, "macc": scores.macc,

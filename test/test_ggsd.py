@@ -10,7 +10,7 @@ import torch
 
 from ov3d_ros.config import GGSDConfig, MultiViewFusionConfig, StudentSection, SynthConfig
 from ov3d_ros.data.dataset import Dataset
-from ov3d_ros.data.openscene import write_fused
+from ov3d_ros.data.openscene import read_fused, write_fused
 from ov3d_ros.data.synthetic.categories import CLASS_NAMES
 from ov3d_ros.data.synthetic.world import synthesize
 from ov3d_ros.evaluation.segmentation import evaluate_features
@@ -18,8 +18,10 @@ from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.teachers.multiview import fuse_scene
 from ov3d_ros.teachers.simulated import CalibratedNoiseModel, SimulatedTeacher
 from ov3d_ros.training.checkpoint import export_student, load_checkpoint, load_student, text_offset
+from ov3d_ros.mapping.superpoints import SuperpointCache
 from ov3d_ros.training.ggsd import (GGSDTrainer, class_balance_weights, ema_update, pixel_point_loss, segment_mean,
                                     self_distillation_loss, superpoint_loss, superpoint_vote)
+from ov3d_ros.training.scenes import consecutive_ids, load_training_scene
 
 DIM = 16
 
@@ -52,7 +54,7 @@ def test_voxel_level_losses_equal_the_per_point_definitions():
     voxels = torch.nn.functional.normalize(torch.randn(30, DIM, dtype=torch.float64), dim=1)
     point_to_voxel = torch.randint(0, 30, (200,))
     points = voxels[point_to_voxel]
-    target = torch.randn(200, DIM, dtype=torch.float64)
+    target = torch.nn.functional.normalize(torch.randn(200, DIM, dtype=torch.float64), dim=1)
     seen = torch.rand(200) > 0.2
     superpoints = torch.randint(0, 12, (200,))
     weights = torch.rand(200, dtype=torch.float64)
@@ -80,11 +82,11 @@ def test_class_balance_gives_every_teacher_class_the_same_total_weight_at_power_
     target = torch.nn.functional.normalize(text[classes] + 0.01 * torch.randn(100, 4), dim=1)
     seen = torch.ones(100, dtype=torch.bool)
     seen[-5:] = False                                  # 5 of class 2 unseen: weight 0, not counted
-    weights = class_balance_weights(target, seen, text, 1.0)
+    weights = class_balance_weights(classes, seen, 1.0)
     assert (weights[~seen] == 0).all() and weights[seen].mean() == pytest.approx(1.0)
     totals = [float(weights[classes == c].sum()) for c in range(3)]
     assert totals == pytest.approx([totals[0]] * 3)
-    assert torch.allclose(class_balance_weights(target, seen, text, 0.0)[seen], torch.ones(95))
+    assert torch.allclose(class_balance_weights(classes, seen, 0.0)[seen], torch.ones(95))
     # a weighted loss only counts the points that carry weight
     features = target.clone()
     features[classes == 0] *= -1
@@ -117,6 +119,26 @@ def tiny_dataset(tmp_path_factory):
     vocabulary = Vocabulary(tuple(CLASS_NAMES), {}, embeddings.numpy(), embeddings.numpy(),
                             np.arange(len(CLASS_NAMES)), "random-16d")
     return dataset, vocabulary
+
+
+def test_consecutive_ids_equal_the_inverse_of_unique():
+    ids = np.random.default_rng(0).integers(0, 1000, 500) * 7
+    assert (consecutive_ids(ids) == np.unique(ids, return_inverse=True)[1]).all()
+
+
+def test_training_scene_holds_unit_targets_of_the_centred_space_and_their_classes(tiny_dataset, tmp_path):
+    dataset, vocabulary = tiny_dataset
+    scene = dataset.scenes("train")[0]
+    offset = vocabulary.label_embeddings.mean(axis=0)
+    text = torch.from_numpy(vocabulary.centred(offset).label_embeddings).float()
+    loaded = load_training_scene(dataset, scene, "simulated", SuperpointCache(tmp_path), text, offset)
+    raw = read_fused(dataset.fused_path("simulated", scene))
+    expected = torch.nn.functional.normalize(
+        torch.nn.functional.normalize(raw.feat.float(), dim=1) - torch.from_numpy(offset), dim=1)
+    seen = loaded.seen
+    assert torch.allclose(loaded.target[seen].float(), expected, atol=2e-3)
+    assert (loaded.target[~seen] == 0).all() and (loaded.teacher_class[~seen] == -1).all()
+    assert (loaded.teacher_class[seen] == (expected @ text.T).argmax(1)).all()
 
 
 def test_tiny_ggsd_run_learns_resumes_and_checkpoints(tiny_dataset, tmp_path):

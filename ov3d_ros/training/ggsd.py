@@ -57,14 +57,14 @@ def pixel_point_loss(features: torch.Tensor, target: torch.Tensor, seen: torch.T
     """L_p: mean over seen points of 1 - cos(F3D, F2D), weighted per point when `weights` (N,) are given.
 
     `features` are unit-norm rows: one per point, or one per voxel with `point_to_voxel` (N,) giving each point's
-    row. As cos(f, t) = f . t / |t| for unit f, the loss is linear in the rows and is summed per voxel, never
-    expanded to (N, D) points (the same value; much cheaper backward)."""
+    row; `target` (N, D) are unit rows too. Then cos(f, t) = f . t, so the loss is linear in the rows and is summed
+    per voxel, never expanded to (N, D) points (the same value; much cheaper backward)."""
     w = seen.to(target.dtype) if weights is None else weights.to(target.dtype) * seen
     total = w.sum()
     if total <= 0:
         return features.sum() * 0.0
     pull = torch.zeros((len(features), target.shape[1]), dtype=target.dtype).index_add_(
-        0, _rows(point_to_voxel, len(target)), F.normalize(target, dim=1) * w[:, None])
+        0, _rows(point_to_voxel, len(target)), target * w[:, None])
     return 1.0 - (features * pull).sum() / total
 
 
@@ -90,17 +90,15 @@ def superpoint_loss(features: torch.Tensor, target: torch.Tensor, seen: torch.Te
     return (distance * w).sum() / w.sum().clamp_min(1e-12)
 
 
-def class_balance_weights(target: torch.Tensor, seen: torch.Tensor, text: torch.Tensor,
-                          power: float) -> torch.Tensor:
-    """(N,) per-point weights freq(c)^-power of the class c the teacher gives each seen point (its nearest text
-    embedding), normalised to mean 1 over the seen points; unseen points get 0. power 0 = uniform, 0.5 = inverse
-    square root of the class frequency, 1 = every class present counts the same."""
-    weights = torch.zeros(len(target), dtype=target.dtype)
+def class_balance_weights(classes: torch.Tensor, seen: torch.Tensor, power: float) -> torch.Tensor:
+    """(N,) per-point weights freq(c)^-power of the class c (N,) the teacher gives each seen point (its nearest
+    text embedding), normalised to mean 1 over the seen points; unseen points get 0. power 0 = uniform, 0.5 =
+    inverse square root of the class frequency, 1 = every class present counts the same."""
+    weights = torch.zeros(len(classes), dtype=torch.float32)
     if not seen.any():
         return weights
-    classes = (target[seen] @ text.T).argmax(dim=1)
-    frequency = torch.bincount(classes, minlength=len(text)).to(target.dtype)
-    balanced = frequency[classes].pow(-power)
+    _, inverse, frequency = torch.unique(classes[seen], return_inverse=True, return_counts=True)
+    balanced = frequency[inverse].to(weights.dtype).pow(-power)
     weights[seen] = balanced / balanced.mean()
     return weights
 
@@ -169,7 +167,8 @@ class GGSDTrainer:
         names = dataset.scenes(config.train_split)[self.rank::self.world]
         if not names:
             raise ValueError(f"split {config.train_split!r} has no scene for process {self.rank}")
-        self.scenes: list[TrainingScene] = [load_training_scene(dataset, n, config.fused, cache) for n in names]
+        self.scenes: list[TrainingScene] = [load_training_scene(dataset, n, config.fused, cache, self.text,
+                                                                self.offset) for n in names]
         self.rng = np.random.default_rng([config.seed, self.rank])
 
     def _lr_factor(self, step: int) -> float:
@@ -203,10 +202,8 @@ class GGSDTrainer:
         for _ in range(c.scenes_per_step):
             scene = self.scenes[int(self.rng.integers(len(self.scenes)))]
             sample = make_sample(scene, c, self.rng)
-            if self.offset is not None:
-                sample.target = F.normalize(sample.target, dim=1) - torch.from_numpy(self.offset).float()
             features, rows = self._forward(self.ddp if self.ddp is not None else self.model, sample)
-            weights = class_balance_weights(sample.target, sample.seen, self.text, c.class_balance) \
+            weights = class_balance_weights(sample.teacher_class, sample.seen, c.class_balance) \
                 if c.class_balance > 0 else None
             pixel = pixel_point_loss(features, sample.target, sample.seen, weights, rows)
             geometric = superpoint_loss(features, sample.target, sample.seen, sample.superpoints, weights, rows) \

@@ -21,9 +21,9 @@ PLANNED = {
 }
 # verb -> sub-verb -> (help, issue that brings it) for sub-verbs not built yet
 PLANNED_SUBVERBS = {
-    "train": {"vlg": ("3DSS-VLG weak supervision", 6), "grounding": ("weakly supervised grounding", 7)},
+    "train": {"grounding": ("weakly supervised grounding", 7)},
     "eval": {"ground": ("grounding Acc@0.25 / Acc@0.5", 7)},
-    "bench": {"vlg": ("3DSS-VLG comparison", 6), "grounding": ("grounding engine latency", 7)},
+    "bench": {"grounding": ("grounding engine latency", 7)},
 }
 
 
@@ -229,6 +229,35 @@ def build_parser() -> argparse.ArgumentParser:
     ablation.add_argument("--quiet", action="store_true", help="no progress bars")
     _config_arg(ablation)
     ablation.set_defaults(run=lambda args: _bench("run_bench_ggsd_ablation", args))
+
+    vlg = sub_parsers["train"].add_parser(
+        "vlg", help="3DSS-VLG: pseudo labels from scene-level labels, adapter, soft guidance of the student",
+        description="Weak supervision from scene-level labels (the vlg section of the config; the student stage "
+                    "uses the ggsd section's optimiser and crops): 'pseudo' writes <out>/pseudo/<scene>.npz and "
+                    "scores them on the val split, 'adapter' trains <out>/adapter.pt on them, 'guidance' trains "
+                    "the 3D student towards the frozen adapter in <out>/student/, 'all' runs the three.")
+    vlg.add_argument("--stage", choices=["pseudo", "adapter", "guidance", "all"], default="all")
+    vlg.add_argument("--data", default=None, help="dataset root (default: ggsd.data of the config)")
+    vlg.add_argument("--out", required=True, help="run folder: pseudo/, adapter.pt, student/")
+    vlg.add_argument("--labels", default=None, help="scene-level label file (default: vlg.scene_labels)")
+    vlg.add_argument("--guidance-steps", type=int, default=None, help="override vlg.guidance_steps")
+    vlg.add_argument("--restart", action="store_true", help="student stage: ignore an existing last.pt")
+    _config_arg(vlg)
+    vlg.set_defaults(run=lambda args: _train("run_train_vlg", args))
+
+    vlg_bench = sub_parsers["bench"].add_parser(
+        "vlg", help="3DSS-VLG beside 2D fusion, its own stages, GGSD and their combination, one budget",
+        description="On the val split: 2D fusion, the pseudo labels, the adapter alone, full 3DSS-VLG (student), "
+                    "the GGSD student and the combination (adapter targets + GGSD with scene-label masking in "
+                    "its superpoint voting), all students trained with the ggsd budget.")
+    _training_args(vlg_bench, data_help="dataset root with fused features (ov3d synth / fuse)",
+                   out_help="folder for the runs and vlg.json", data_required=True)
+    vlg_bench.add_argument("--ggsd-checkpoint", default=None,
+                           help="a GGSD student trained with the same budget (e.g. the ablation's full row) "
+                                "instead of training one")
+    vlg_bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    _config_arg(vlg_bench)
+    vlg_bench.set_defaults(run=lambda args: _bench("run_bench_vlg", args))
 
     student = sub_parsers["bench"].add_parser(
         "student", help="student forward+backward / inference time and peak memory: ours vs spconv",

@@ -207,29 +207,57 @@ class GGSDConfig:
     superpoint_voting: bool = param(True, "Stage 2: majority vote of the EMA's pseudo labels in each superpoint.")
     distill_steps: int = param(2000, "Optimiser steps of stage 1 (distillation).", 0, 10_000_000)
     self_distill_steps: int = param(1000, "Optimiser steps of stage 2 (self-distillation).", 0, 10_000_000)
-    center_text_space: bool = param(False, "Distil and classify relative to the mean class text embedding (for "
+    center_text_space: bool = param(True, "Distil and classify relative to the mean class text embedding (for "
                                               "text spaces whose classes share a large common direction).")
-    class_balance: float = param(0.0, "Stage 1: weight each point's distillation loss by freq(c)^-x of the class c "
+    class_balance: float = param(0.5, "Stage 1: weight each point's distillation loss by freq(c)^-x of the class c "
                                       "the teacher gives it in the crop (0 = off, 0.5 = inverse square root).",
                                  0.0, 1.0)
     distill_weight: float = param(1.0, "Weight of L_d (L_p + L_sp) kept during stage 2.", 0.0, 100.0)
     ema_momentum: float = param(0.999, "EMA teacher momentum in stage 2.", 0.0, 1.0)
     temperature: float = param(0.01, "Softmax temperature of the self-distillation loss.", 1e-4, 10.0)
-    learning_rate: float = param(0.001, "Adam learning rate; cosine decay to 1 % in each stage, stage 2 from a "
+    learning_rate: float = param(0.002, "Adam learning rate; cosine decay to 1 % in each stage, stage 2 from a "
                                         "tenth of it.", 1e-7, 1.0)
     scenes_per_step: int = param(1, "Scenes (crops) per optimiser step on each process.", 1, 64)
-    crop_m: float = param(4.0, "Side of the random square crop of a scene, metres (0 = whole scene).", 0.0, 1000.0)
+    crop_m: float = param(3.0, "Side of the random square crop of a scene, metres (0 = whole scene).", 0.0, 1000.0)
     rotate: bool = param(True, "Augment: random rotation about z.")
     scale_range: float = param(0.1, "Augment: random scale in [1 - r, 1 + r].", 0.0, 0.9)
     elastic: bool = param(False, "Augment: elastic distortion (OpenScene's, optional).")
     seed: int = param(0, "Random seed (model init, scene order, crops, augmentation).", 0, 2**31 - 1)
     checkpoint_every: int = param(250, "Steps between checkpoints (last.pt).", 1, 10_000_000)
     log_every: int = param(10, "Steps between log lines (CSV, TensorBoard).", 1, 10_000_000)
-    val_every: int = param(0, "Steps between evaluations of the student on the val split (mIoU / mAcc in "
+    val_every: int = param(500, "Steps between evaluations of the student on the val split (mIoU / mAcc in "
                               "val.csv and TensorBoard; 0 = never).", 0, 10_000_000)
     val_scenes: int = param(2, "Val scenes scored at each evaluation (the first ones of the split; 0 = all).",
                             0, 100_000)
     threads: int = param(2, "torch CPU threads per process.", 1, 256)
+    scene_label_masking: bool = param(False, "Stage 2: restrict the EMA's pseudo labels to the scene-level labels "
+                                             "before voting (needs scene labels; the 3DSS-VLG x GGSD combination).")
+
+
+@dataclass
+class VLGConfig:
+    """3DSS-VLG (`ov3d train vlg`): scene-level labels, pseudo labels, the adapter and its soft guidance.
+
+    The soft-guidance student is trained with the `ggsd` section's optimiser, crops, augmentation, class balance and
+    text space (L_p only, towards the adapter's embeddings), so the two methods differ only in their targets."""
+
+    scene_labels: str = param("", "Per-scene label file (YAML: scene -> list or comma-separated names); empty = "
+                                  "the classes present in each scene's ground truth.")
+    confidence_temperature: float = param(0.05, "Softmax temperature over the scene's classes that turns a "
+                                                "point's masked logits into its pseudo-label confidence.", 1e-4, 10.0)
+    adapter_hidden: int = param(96, "Adapter bottleneck width (the paper: 768 -> 192 -> 768).", 1, 65536)
+    adapter_weight: float = param(0.05, "Weight of the adapter's MLP branch against its identity path (small: an "
+                                        "untrained adapter is nearly the identity).", 0.0, 1.0)
+    adapter_steps: int = param(2000, "Adapter optimiser steps.", 1, 10_000_000)
+    adapter_batch: int = param(8192, "Points per adapter step.", 1, 10_000_000)
+    adapter_points_per_scene: int = param(50000, "Seen points sampled per training scene for the adapter.",
+                                          1, 100_000_000)
+    adapter_learning_rate: float = param(0.001, "Adam learning rate of the adapter.", 1e-7, 1.0)
+    adapter_temperature: float = param(0.05, "Temperature of the adapter's cross-entropy over the vocabulary.",
+                                       1e-4, 10.0)
+    confidence_weighted: bool = param(True, "Weight each point's adapter loss by its pseudo-label confidence.")
+    guidance_steps: int = param(3000, "Student steps of the soft-guidance stage (GGSD's two stages together, for "
+                                      "one budget).", 0, 10_000_000)
 
 
 @dataclass
@@ -241,6 +269,7 @@ class PipelineConfig:
     fusion: MultiViewFusionConfig = section(MultiViewFusionConfig, "Multi-view 2D->3D feature fusion.")
     student: StudentSection = section(StudentSection, "The 3D student network.")
     ggsd: GGSDConfig = section(GGSDConfig, "GGSD training.")
+    vlg: VLGConfig = section(VLGConfig, "3DSS-VLG weak supervision from scene-level labels.")
 
 
 def load_pipeline_config(path: str | os.PathLike | None = None) -> PipelineConfig:

@@ -8,15 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from ov3d_ros.config import GGSDConfig, MultiViewFusionConfig, StudentSection, SynthConfig
+from ov3d_ros.config import GGSDConfig, StudentSection
 from ov3d_ros.data.dataset import Dataset
-from ov3d_ros.data.openscene import read_fused, write_fused
+from ov3d_ros.data.openscene import read_fused
 from ov3d_ros.data.synthetic.categories import CLASS_NAMES
-from ov3d_ros.data.synthetic.world import synthesize
 from ov3d_ros.evaluation.segmentation import evaluate_features
 from ov3d_ros.language.vocabulary import Vocabulary
-from ov3d_ros.teachers.multiview import fuse_scene
-from ov3d_ros.teachers.simulated import CalibratedNoiseModel, SimulatedTeacher
 from ov3d_ros.training.checkpoint import export_student, load_checkpoint, load_student, text_offset
 from ov3d_ros.mapping.superpoints import SuperpointCache
 from ov3d_ros.training.ggsd import (GGSDTrainer, class_balance_weights, ema_update, pixel_point_loss, segment_mean,
@@ -102,25 +99,6 @@ def test_ema_update():
     assert torch.allclose(ema.weight, 0.9 * before + 0.1 * model.weight)
 
 
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    """Two small rooms with a simulated teacher in a random 16-d class space, fused and written."""
-    root = tmp_path_factory.mktemp("ggsd")
-    config = SynthConfig(frames=6, width=160, height=120, point_spacing_m=0.04, descriptions_per_object=0,
-                         bag=False)
-    synthesize(root, "train", [21, 22], config, teacher=None, fusion=MultiViewFusionConfig(), progress=False)
-    embeddings = torch.nn.functional.normalize(torch.randn(len(CLASS_NAMES), DIM,
-                                                           generator=torch.Generator().manual_seed(0)), dim=1)
-    teacher = SimulatedTeacher(CalibratedNoiseModel(embeddings.numpy(), noise=0.5, seed=1))
-    dataset = Dataset(root)
-    for scene in dataset.scenes("train"):
-        fused = fuse_scene(dataset.scene_cloud(scene).coords, dataset.frames(scene), teacher, MultiViewFusionConfig())
-        write_fused(dataset.fused_path("simulated", scene), fused)
-    vocabulary = Vocabulary(tuple(CLASS_NAMES), {}, embeddings.numpy(), embeddings.numpy(),
-                            np.arange(len(CLASS_NAMES)), "random-16d")
-    return dataset, vocabulary
-
-
 def test_consecutive_ids_equal_the_inverse_of_unique():
     ids = np.random.default_rng(0).integers(0, 1000, 500) * 7
     assert (consecutive_ids(ids) == np.unique(ids, return_inverse=True)[1]).all()
@@ -144,7 +122,8 @@ def test_training_scene_holds_unit_targets_of_the_centred_space_and_their_classe
 def test_tiny_ggsd_run_learns_resumes_and_checkpoints(tiny_dataset, tmp_path):
     dataset, vocabulary = tiny_dataset
     config = GGSDConfig(distill_steps=40, self_distill_steps=20, crop_m=2.5, log_every=5, checkpoint_every=30,
-                        learning_rate=0.01, threads=1, seed=3, val_split="train", val_every=20, val_scenes=1)
+                        learning_rate=0.01, threads=1, seed=3, val_split="train", val_every=20, val_scenes=1,
+                        center_text_space=False, class_balance=0.0)
     student = StudentSection(preset="tiny", voxel_size_m=0.05)
     trainer = GGSDTrainer(dataset, vocabulary, config, student, tmp_path, progress=False)
     final = trainer.run()
@@ -194,7 +173,8 @@ def _ddp_worker(rank: int, root: str, embeddings: np.ndarray, out: str, port: in
     os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     vocabulary = Vocabulary(tuple(CLASS_NAMES), {}, embeddings, embeddings, np.arange(len(CLASS_NAMES)), "random-16d")
-    config = GGSDConfig(distill_steps=6, self_distill_steps=4, crop_m=2.0, log_every=2, threads=1, seed=5)
+    config = GGSDConfig(distill_steps=6, self_distill_steps=4, crop_m=2.0, log_every=2, threads=1, seed=5,
+                        val_every=0)
     trainer = GGSDTrainer(Dataset(root), vocabulary, config, StudentSection(preset="tiny", voxel_size_m=0.05),
                           out, progress=False)
     trainer.run()
@@ -220,7 +200,8 @@ def test_two_process_ddp_on_gloo_keeps_replicas_identical(tiny_dataset, tmp_path
 
 def test_centred_text_space_is_stored_and_applied(tiny_dataset, tmp_path):
     dataset, vocabulary = tiny_dataset
-    config = GGSDConfig(distill_steps=4, self_distill_steps=2, crop_m=2.0, center_text_space=True, threads=1)
+    config = GGSDConfig(distill_steps=4, self_distill_steps=2, crop_m=2.0, center_text_space=True, threads=1,
+                        val_every=0)
     final = GGSDTrainer(dataset, vocabulary, config, StudentSection(preset="tiny", voxel_size_m=0.05), tmp_path,
                         progress=False).run()
     offset = text_offset(final)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ov3d_ros.evaluation.reports import write_json
 
@@ -100,6 +101,60 @@ ABLATION_ROWS = (  # (name, superpoint_loss, self_distillation, superpoint_votin
 )
 
 
+class _ScoreTable:
+    """Scores methods on a split, printing one row per method as it comes; `write` saves JSON and a bar chart."""
+
+    GROUPS = ("head", "common", "tail")
+
+    def __init__(self, dataset: Any, scenes: list[str], title: str) -> None:
+        self.dataset, self.scenes, self.rows = dataset, scenes, []
+        print(title)
+        print(f"{'':<40}{'mIoU':>7}{'mAcc':>7}" + "".join(f"{g:>8}" for g in self.GROUPS))
+
+    def fused(self, name: str) -> Any:
+        """The FeatureSource of the dataset's fused features called `name` (the '2D fusion' row)."""
+        from ov3d_ros.data.openscene import read_fused
+
+        def features(scene: str, cloud: Any) -> Any:
+            fused = read_fused(self.dataset.fused_path(name, scene))
+            return fused.dense(cloud.num_points), fused.mask_full
+        return features
+
+    def add_features(self, name: str, source: Any, space: Any) -> dict[str, Any]:
+        from ov3d_ros.evaluation.segmentation import evaluate_features
+        return self.add(name, evaluate_features(self.dataset, self.scenes, source, space, progress=False).scores)
+
+    def add(self, name: str, scores: Any) -> dict[str, Any]:
+        row = {"name": name, "miou": scores.miou, "macc": scores.macc, "groups": scores.group_miou}
+        self.rows.append(row)
+        print(f"{name:<40}{scores.miou:>7.1f}{scores.macc:>7.1f}" + "".join(
+            f"{scores.group_miou.get(g, float('nan')):>8.1f}" for g in self.GROUPS), flush=True)
+        return row
+
+    def write(self, path: Path, **extra: Any) -> None:
+        from ov3d_ros.evaluation.plots import plot_method_bars
+        write_json(path, {"scenes": self.scenes, "rows": self.rows, **extra})
+        series = {"mIoU": [r["miou"] for r in self.rows], "mAcc": [r["macc"] for r in self.rows],
+                  **{f"{g} mIoU": [r["groups"].get(g, float("nan")) for r in self.rows] for g in self.GROUPS}}
+        plot_method_bars([r["name"] for r in self.rows], series, "%", path.with_suffix(".png"))
+
+
+def _budget(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(pipeline config with the command line's step budget, dataset, its vocabulary)."""
+    import dataclasses
+
+    from ov3d_ros.config import load_pipeline_config
+    from ov3d_ros.data.dataset import Dataset
+    from ov3d_ros.evaluation.segmentation import dataset_vocabulary
+
+    config = load_pipeline_config(args.config)
+    ggsd = dataclasses.replace(config.ggsd, distill_steps=args.distill_steps or config.ggsd.distill_steps,
+                               self_distill_steps=args.self_distill_steps or config.ggsd.self_distill_steps)
+    config = dataclasses.replace(config, ggsd=ggsd)
+    dataset = Dataset(Path(args.data))
+    return config, dataset, dataset_vocabulary(dataset, config.language)
+
+
 def run_bench_ggsd_ablation(args: argparse.Namespace) -> int:
     """GGSD's ablation on the benchmark with one budget: 2D fusion, then the four trained rows of Table 4.
 
@@ -108,39 +163,16 @@ def run_bench_ggsd_ablation(args: argparse.Namespace) -> int:
     """
     import dataclasses
 
-    import torch
-
-    from ov3d_ros.config import load_pipeline_config
-    from ov3d_ros.data.dataset import Dataset
-    from ov3d_ros.data.openscene import SceneCloud, read_fused
-    from ov3d_ros.evaluation.segmentation import (FeatureSource, dataset_vocabulary, evaluate_features,
-                                                  student_source)
-    from ov3d_ros.language.vocabulary import Vocabulary
+    from ov3d_ros.evaluation.segmentation import student_source
     from ov3d_ros.training.ggsd import GGSDTrainer
 
-    config = load_pipeline_config(args.config)
-    dataset = Dataset(Path(args.data))
-    vocabulary = dataset_vocabulary(dataset, config.language)
-    base = dataclasses.replace(config.ggsd, distill_steps=args.distill_steps or config.ggsd.distill_steps,
-                               self_distill_steps=args.self_distill_steps or config.ggsd.self_distill_steps)
-    scenes = dataset.scenes(base.val_split)
+    config, dataset, vocabulary = _budget(args)
+    base = config.ggsd
     out = Path(args.out)
-
-    def fused(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
-        features = read_fused(dataset.fused_path(base.fused, scene))
-        return features.dense(cloud.num_points), features.mask_full
-
-    def score(name: str, source: FeatureSource, space: Vocabulary = vocabulary) -> dict:
-        scores = evaluate_features(dataset, scenes, source, space, progress=False).scores
-        row = {"name": name, "miou": scores.miou, "macc": scores.macc, "groups": scores.group_miou}
-        print(f"{name:<34}{scores.miou:>7.1f}{scores.macc:>7.1f}" + "".join(
-            f"{scores.group_miou.get(g, float('nan')):>8.1f}" for g in ("head", "common", "tail")), flush=True)
-        return row
-
-    print(f"GGSD ablation on {base.val_split} ({len(scenes)} scenes); budget {base.distill_steps} + "
-          f"{base.self_distill_steps} steps")
-    print(f"{'':<34}{'mIoU':>7}{'mAcc':>7}{'head':>8}{'common':>8}{'tail':>8}")
-    rows = [score("2D fusion", fused)]
+    table = _ScoreTable(dataset, dataset.scenes(base.val_split),
+                        f"GGSD ablation on {base.val_split} ({len(dataset.scenes(base.val_split))} scenes); budget "
+                        f"{base.distill_steps} + {base.self_distill_steps} steps")
+    table.add_features("2D fusion", table.fused(base.fused), vocabulary)
     for name, sp_loss, self_distill, voting in ABLATION_ROWS:
         run = out / RUN_FOLDERS[name]
         row_config = dataclasses.replace(base, superpoint_loss=sp_loss, self_distillation=self_distill,
@@ -150,12 +182,59 @@ def run_bench_ggsd_ablation(args: argparse.Namespace) -> int:
             trainer.resume(out / "geometry-guided" / "final.pt")
         trainer.run()
         trainer.model.eval()
-        rows.append(score(name, student_source(trainer.model), trainer.space))
-    write_json(out / "ablation.json", {"split": base.val_split, "scenes": scenes, "rows": rows,
-                                       "distill_steps": base.distill_steps,
-                                       "self_distill_steps": base.self_distill_steps})
-    print(f"full GGSD - 2D fusion: {rows[-1]['miou'] - rows[0]['miou']:+.1f} mIoU (paper: +6.5); "
-          f"table: {out / 'ablation.json'}")
+        table.add_features(name, student_source(trainer.model), trainer.space)
+    table.write(out / "ablation.json", split=base.val_split, distill_steps=base.distill_steps,
+                self_distill_steps=base.self_distill_steps)
+    print(f"full GGSD - 2D fusion: {table.rows[-1]['miou'] - table.rows[0]['miou']:+.1f} mIoU (paper: +6.5); "
+          f"table: {out / 'ablation.json'} (+ .png)")
+    return 0
+
+
+def run_bench_vlg(args: argparse.Namespace) -> int:
+    """3DSS-VLG's comparison with one student budget (ggsd.distill_steps + self_distill_steps for every student):
+    2D fusion, pseudo labels (they use the val scenes' scene-level labels), the adapter on the fused features,
+    full 3DSS-VLG, the GGSD student, and the combination: GGSD trained towards the adapter's embeddings, with the
+    scene-level labels masking its stage-2 pseudo labels before superpoint voting."""
+    import dataclasses
+
+    from ov3d_ros.evaluation.segmentation import student_source
+    from ov3d_ros.training.checkpoint import load_student, text_offset
+    from ov3d_ros.training.ggsd import GGSDTrainer
+    from ov3d_ros.training.vlg import VLGPipeline
+
+    config, dataset, vocabulary = _budget(args)
+    budget = config.ggsd.distill_steps + config.ggsd.self_distill_steps
+    config = dataclasses.replace(config, vlg=dataclasses.replace(config.vlg, guidance_steps=budget))
+    out = Path(args.out)
+    pipeline = VLGPipeline(dataset, vocabulary, config, out / "vlg", progress=not args.quiet)
+    split = config.ggsd.val_split
+    table = _ScoreTable(dataset, pipeline.val_scenes, f"3DSS-VLG comparison on {split} "
+                        f"({len(pipeline.val_scenes)} scenes); every student {budget} steps")
+    table.add_features("2D fusion", table.fused(config.ggsd.fused), vocabulary)
+    table.add("pseudo labels (scene labels known)", pipeline.generate_pseudo_labels().scores)
+    adapter = pipeline.train_adapter()
+    table.add_features("adapter only (2D)", pipeline.adapter_source(adapter), pipeline.space)
+
+    def trained(name: str, trainer: GGSDTrainer) -> None:
+        trainer.run()
+        table.add_features(name, student_source(trainer.model.eval()), trainer.space)
+
+    trained("3DSS-VLG (student)", pipeline.guidance_trainer(adapter))
+    if args.ggsd_checkpoint:
+        student, _ = load_student(args.ggsd_checkpoint)
+        offset = text_offset(args.ggsd_checkpoint)
+        table.add_features("GGSD (student)", student_source(student),
+                           vocabulary if offset is None else vocabulary.centred(offset))
+    else:
+        trained("GGSD (student)", GGSDTrainer(dataset, vocabulary, config.ggsd, config.student, out / "ggsd",
+                                              progress=not args.quiet))
+    trained("VLG targets + GGSD, scene-masked voting",
+            pipeline.guidance_trainer(adapter, out / "combined", superpoint_loss=True, self_distillation=True,
+                                      superpoint_voting=True, scene_label_masking=True,
+                                      distill_steps=config.ggsd.distill_steps,
+                                      self_distill_steps=config.ggsd.self_distill_steps))
+    table.write(out / "vlg.json", split=split, student_steps=budget)
+    print(f"table: {out / 'vlg.json'} (+ .png)")
     return 0
 
 

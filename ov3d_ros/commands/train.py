@@ -1,11 +1,15 @@
-"""`ov3d train ggsd`: train the student with GGSD from a pipeline config."""
+"""`ov3d train ggsd` and `ov3d train vlg`: train the student (GGSD, 3DSS-VLG) from a pipeline config."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ov3d_ros.config import ConfigError, load_pipeline_config
+
+if TYPE_CHECKING:
+    from ov3d_ros.training.ggsd import GGSDTrainer
 
 
 def run_train_ggsd(args: argparse.Namespace) -> int:
@@ -25,13 +29,54 @@ def run_train_ggsd(args: argparse.Namespace) -> int:
         raise ConfigError("no dataset: pass --data DIR or set ggsd.data in the config")
     dataset = Dataset(Path(data))
     out = Path(args.out)
-    trainer = GGSDTrainer(dataset, dataset_vocabulary(dataset, config.language), ggsd, config.student, out)
+    _run(GGSDTrainer(dataset, dataset_vocabulary(dataset, config.language), ggsd, config.student, out), out,
+         args.restart)
+    return 0
+
+
+def _run(trainer: GGSDTrainer, out: Path, restart: bool) -> None:
+    """Run a student trainer in `out`, resuming from out/last.pt unless `restart`."""
     last = out / "last.pt"
-    if last.exists() and not args.restart:
+    if last.exists() and not restart:
         trainer.resume(last)
         print(f"resuming from {last} at step {trainer.step}")
     final = trainer.run()
     if trainer.rank == 0:
         print(f"trained {trainer.total_steps} steps; checkpoint {final}; logs {out / 'log.csv'}, "
               f"{out / 'tensorboard'}")
+
+
+def run_train_vlg(args: argparse.Namespace) -> int:
+    from ov3d_ros.data.dataset import Dataset
+    from ov3d_ros.evaluation.reports import segmentation_report
+    from ov3d_ros.evaluation.segmentation import dataset_vocabulary
+    from ov3d_ros.models.adapter import load_adapter
+    from ov3d_ros.training.vlg import VLGPipeline
+
+    config = load_pipeline_config(args.config)
+    overrides = {k: v for k, v in {"scene_labels": args.labels, "guidance_steps": args.guidance_steps}.items()
+                 if v is not None}
+    config = dataclasses.replace(config, vlg=dataclasses.replace(config.vlg, **overrides))
+    data = args.data or config.ggsd.data
+    if not data:
+        raise ConfigError("no dataset: pass --data DIR or set ggsd.data in the config")
+    dataset = Dataset(Path(data))
+    vocabulary = dataset_vocabulary(dataset, config.language)
+    out = Path(args.out)
+    pipeline = VLGPipeline(dataset, vocabulary, config, out)
+    if args.stage in ("pseudo", "all"):
+        scores = pipeline.generate_pseudo_labels().scores
+        report = segmentation_report(scores, out / "pseudo_val.json")
+        print(f"pseudo labels in {pipeline.pseudo_dir}; on {config.ggsd.val_split}: mIoU {scores.miou:.1f}, "
+              f"mAcc {scores.macc:.1f}; report {out / 'pseudo_val.json'} "
+              f"(plots: {', '.join(report['plots'].values())})")
+    if args.stage in ("adapter", "all"):
+        pipeline.train_adapter()
+        print(f"adapter {pipeline.adapter_path}; log {out / 'adapter_log.csv'}")
+    if args.stage in ("guidance", "all"):
+        adapter, content = load_adapter(pipeline.adapter_path)
+        if content["text_space"] != vocabulary.encoder_name:
+            raise ConfigError(f"{pipeline.adapter_path} was trained in the text space {content['text_space']!r}, "
+                              f"but the config's encoder is {vocabulary.encoder_name!r}")
+        _run(pipeline.guidance_trainer(adapter), out / "student", args.restart)
     return 0

@@ -149,3 +149,20 @@ def plot_curve(x: Sequence[float], series: dict[str, Sequence[float]], xlabel: s
     axes.grid(True, alpha=0.3)
     axes.legend()
     return _save_png(fig, path)
+
+
+def plot_method_bars(methods: Sequence[str], series: dict[str, Sequence[float]], ylabel: str,
+                     path: str | os.PathLike) -> Path:
+    """Grouped bars: one group per method (e.g. a table's rows), one bar per series (mIoU, mAcc, ...)."""
+    fig = _new_figure(max(5.0, 1.1 * len(methods) + 2.0), 4.0)
+    axes = fig.add_subplot()
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(methods))
+    for i, (name, values) in enumerate(series.items()):
+        axes.bar(x + (i - (len(series) - 1) / 2) * width, np.nan_to_num(np.asarray(values, dtype=float)), width,
+                 label=name)
+    axes.set_xticks(x, methods, rotation=20, ha="right", fontsize=_tick_fontsize(len(methods)))
+    axes.set_ylabel(ylabel)
+    axes.grid(True, axis="y", alpha=0.3)
+    axes.legend()
+    return _save_png(fig, path)

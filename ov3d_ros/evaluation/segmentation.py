@@ -15,6 +15,8 @@ from ov3d_ros.language.vocabulary import Vocabulary
 
 # (scene id, its cloud) -> ((N, D) features, (N,) bool: which points have a feature)
 FeatureSource = Callable[[str, SceneCloud], tuple[torch.Tensor, torch.Tensor]]
+# (scene id, its cloud) -> (N,) int64 class per point, -1 where there is none
+LabelSource = Callable[[str, SceneCloud], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -25,26 +27,37 @@ class SplitEvaluation:
     coverage: float
 
 
-def evaluate_features(dataset: Dataset, scenes: list[str], features: FeatureSource, vocabulary: Vocabulary,
-                      progress: bool = True) -> SplitEvaluation:
-    """Label every point with its nearest class text embedding and score against the ground truth."""
+def evaluate_labels(dataset: Dataset, scenes: list[str], labels: LabelSource,
+                    progress: bool = True) -> SplitEvaluation:
+    """Score per-point labels (-1 = none: a miss) against the ground truth."""
     accumulator = ConfusionAccumulator(len(dataset.classes), dataset.info.ignore_label)
     covered = total = 0
     for scene in tqdm(scenes, desc="scenes", unit="scene", disable=not progress):
         cloud = dataset.scene_cloud(scene)
         if cloud.labels is None:
             raise DataError(f"scene {scene} has no ground-truth labels")
+        pred = labels(scene, cloud)
+        if pred.shape != (cloud.num_points,):
+            raise DataError(f"scene {scene}: {tuple(pred.shape)} labels for {cloud.num_points} points")
+        accumulator.add(pred.numpy(), cloud.labels)
+        covered += int((pred >= 0).sum())
+        total += cloud.num_points
+    scores = segmentation_scores(accumulator.confusion, list(dataset.classes), dataset.groups())
+    return SplitEvaluation(scores, covered / max(total, 1))
+
+
+def evaluate_features(dataset: Dataset, scenes: list[str], features: FeatureSource, vocabulary: Vocabulary,
+                      progress: bool = True) -> SplitEvaluation:
+    """Label every point with its nearest class text embedding and score against the ground truth."""
+    def labels(scene: str, cloud: SceneCloud) -> torch.Tensor:
         feats, valid = features(scene, cloud)
         if feats.shape[1] != vocabulary.dim:
             raise DataError(f"scene {scene}: features are {feats.shape[1]}-d but the text space "
                             f"({vocabulary.encoder_name}) is {vocabulary.dim}-d")
         pred = torch.full((cloud.num_points,), -1, dtype=torch.int64)
         pred[valid] = vocabulary.classify(feats[valid])[0]
-        accumulator.add(pred.numpy(), cloud.labels)
-        covered += int(valid.sum())
-        total += cloud.num_points
-    scores = segmentation_scores(accumulator.confusion, list(dataset.classes), dataset.groups())
-    return SplitEvaluation(scores, covered / max(total, 1))
+        return pred
+    return evaluate_labels(dataset, scenes, labels, progress)
 
 
 def dataset_vocabulary(dataset: Dataset, language: LanguageConfig) -> Vocabulary:

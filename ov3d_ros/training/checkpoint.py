@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from ov3d_ros.files import atomic_path
+from ov3d_ros.files import load_torch_checkpoint, save_torch
 from ov3d_ros.models.student import Student, StudentConfig
 
 FORMAT = "ov3d-student-1"
@@ -23,22 +22,12 @@ def save_checkpoint(path: str | Path, student: Student, text_space: str, extra: 
     content = {"format": FORMAT, "student_config": {k: list(v) if isinstance(v, tuple) else v
                                                     for k, v in config.items()},
                "text_space": text_space, "model": student.state_dict(), **(extra or {})}
-    with atomic_path(path) as temporary:
-        torch.save(content, temporary)
+    save_torch(path, content)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint's content (weights_only); ValueError when it is not an ov3d student checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such checkpoint: {path}")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle / zip errors of all kinds mean the same thing here
-        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(content, dict) or content.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an ov3d student checkpoint (format {FORMAT})")
-    return content
+    return load_torch_checkpoint(path, FORMAT, "student")
 
 
 def load_student(path: str | Path) -> tuple[Student, str]:
@@ -75,6 +64,5 @@ def export_student(source: str | Path, target: str | Path, provenance: dict[str,
     half = {k: v.half() if v.is_floating_point() else v for k, v in student.state_dict().items()}
     content = {"format": FORMAT, "student_config": content["student_config"], "text_space": text_space,
                "model": half, "text_offset": content.get("text_offset"), "provenance": provenance or {}}
-    with atomic_path(target) as temporary:
-        torch.save(content, temporary)
+    save_torch(target, content)
     return Path(target)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import math
-import csv
 import dataclasses
 import os
 import time
@@ -32,7 +31,10 @@ from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.mapping.superpoints import SuperpointCache
 from ov3d_ros.models.student import Student, student_config
 from ov3d_ros.training.checkpoint import load_checkpoint, save_checkpoint
-from ov3d_ros.training.scenes import Sample, TrainingScene, load_training_scene, make_sample
+from ov3d_ros.training.logs import CsvLog, tensorboard
+from ov3d_ros.data.scene_labels import SceneLabels
+from ov3d_ros.training.scenes import (Sample, TargetMap, TrainingScene, load_training_scene, make_sample,
+                                      training_space)
 
 STAGE2_LR_SCALE = 0.1
 
@@ -111,6 +113,17 @@ def superpoint_vote(labels: torch.Tensor, superpoints: torch.Tensor, num_classes
     return votes.view(count, num_classes).argmax(dim=1)[superpoints]
 
 
+def masked_pseudo_labels(logits: torch.Tensor, present: torch.Tensor,
+                         temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M,) pseudo labels: the argmax of (M, C) logits over the classes `present` (C,) in the scene only, and
+    (M,) confidences: the softmax probability of that class among the present ones at `temperature`."""
+    if not present.any():
+        raise ValueError("a scene needs at least one scene-level label")
+    masked = logits.masked_fill(~present, float("-inf"))
+    confidence, labels = torch.softmax(masked / temperature, dim=1).max(dim=1)
+    return labels, confidence
+
+
 def self_distillation_loss(features: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
                            temperature: float, point_to_voxel: torch.Tensor | None = None) -> torch.Tensor:
     """L_sd: mean over points of the softmax cross-entropy of (F3D . text) / tau against their pseudo labels
@@ -143,7 +156,10 @@ class GGSDTrainer:
     """Runs both GGSD stages with checkpoints (resumable), CSV + TensorBoard logs and optional DDP."""
 
     def __init__(self, dataset: Dataset, vocabulary: Vocabulary, config: GGSDConfig, student: StudentSection,
-                 out_dir: Path, progress: bool = True) -> None:
+                 out_dir: Path, progress: bool = True, target_map: TargetMap | None = None,
+                 scene_labels: SceneLabels | None = None) -> None:
+        """`target_map` turns the fused targets into other unit rows before training (the 3DSS-VLG adapter);
+        `scene_labels` (scene -> (C,) presence) are needed by `config.scene_label_masking`."""
         self.dataset, self.vocabulary, self.config, self.out_dir = dataset, vocabulary, config, Path(out_dir)
         self.progress = progress
         self.rank, self.world = _distributed_rank()
@@ -159,16 +175,17 @@ class GGSDTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.ema: Student | None = None
         self.step = 0
-        self.offset = vocabulary.label_embeddings.mean(axis=0) if config.center_text_space else None
-        # the space the student is trained and classified in: the vocabulary, or it relative to its mean
-        self.space = vocabulary.centred(self.offset) if self.offset is not None else vocabulary
+        self.space, self.offset = training_space(vocabulary, config.center_text_space)
         self.text = torch.from_numpy(self.space.label_embeddings).float()
         cache = SuperpointCache(dataset.root / "superpoints")
         names = dataset.scenes(config.train_split)[self.rank::self.world]
         if not names:
             raise ValueError(f"split {config.train_split!r} has no scene for process {self.rank}")
-        self.scenes: list[TrainingScene] = [load_training_scene(dataset, n, config.fused, cache, self.text,
-                                                                self.offset) for n in names]
+        if config.scene_label_masking and (scene_labels is None or any(n not in scene_labels for n in names)):
+            raise ValueError("ggsd.scene_label_masking needs scene-level labels for every training scene")
+        self.scenes: list[TrainingScene] = [
+            load_training_scene(dataset, n, config.fused, cache, self.text, self.offset, target_map,
+                                None if scene_labels is None else scene_labels.get(n)) for n in names]
         self.rng = np.random.default_rng([config.seed, self.rank])
 
     def _lr_factor(self, step: int) -> float:
@@ -214,7 +231,9 @@ class GGSDTrainer:
             if self.stage == "self_distill":
                 with torch.no_grad():
                     ema_features, ema_rows = self._forward(self.ema, sample)
-                    pseudo = (ema_features @ self.text.T).argmax(1)[ema_rows]
+                    logits = ema_features @ self.text.T
+                    pseudo = (masked_pseudo_labels(logits, scene.present, 1.0)[0] if c.scene_label_masking
+                              else logits.argmax(1))[ema_rows]
                     if c.superpoint_voting:
                         pseudo = superpoint_vote(pseudo, sample.superpoints, len(self.text))
                 distill = self_distillation_loss(features, self.text, pseudo, c.temperature, rows)
@@ -281,9 +300,9 @@ class GGSDTrainer:
         """Train to `total_steps` (from a resumed step if any); returns the final checkpoint's path."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         lead = self.rank == 0
-        writer = _tensorboard(self.out_dir) if lead else None
-        log = _CsvLog(self.out_dir / "log.csv") if lead else None
-        val_log = _CsvLog(self.out_dir / "val.csv") if lead and self.config.val_every else None
+        writer = tensorboard(self.out_dir) if lead else None
+        log = CsvLog(self.out_dir / "log.csv") if lead else None
+        val_log = CsvLog(self.out_dir / "val.csv") if lead and self.config.val_every else None
         bar = tqdm(total=self.total_steps, initial=self.step, desc="ggsd", unit="step",
                    disable=not (self.progress and lead))
         started = time.perf_counter()
@@ -323,24 +342,3 @@ def _distributed_rank() -> tuple[int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
-
-
-def _tensorboard(folder: Path) -> Any:
-    from torch.utils.tensorboard import SummaryWriter
-    return SummaryWriter(str(folder / "tensorboard"))
-
-
-class _CsvLog:
-    """Appends rows to a CSV file (header written once), flushed per row so a crash loses nothing."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.header_written = path.exists() and path.stat().st_size > 0
-
-    def write(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=list(row))
-            if not self.header_written:
-                writer.writeheader()
-                self.header_written = True
-            writer.writerow(row)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -13,13 +14,14 @@ from scipy.ndimage import gaussian_filter
 from ov3d_ros.config import GGSDConfig
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.openscene import read_fused
+from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.mapping.superpoints import SuperpointCache
 
 
 @dataclass
 class TrainingScene:
     """One scene in memory: coordinates, colours in [0, 1], fused 2D features in the training space and the class
-    each one is nearest to, superpoints and (for monitoring) the ground truth."""
+    each one is nearest to, superpoints, scene-level labels and (for monitoring) the ground truth."""
 
     name: str
     xyz: np.ndarray              # (N, 3) float32
@@ -29,24 +31,45 @@ class TrainingScene:
     teacher_class: torch.Tensor  # (N,) int64 nearest class text embedding of the target (-1 where unseen)
     superpoints: np.ndarray      # (N,) int64
     labels: np.ndarray | None    # (N,) ground truth, for evaluation only
+    present: torch.Tensor | None = None  # (C,) bool scene-level labels, when known
+
+
+def training_space(vocabulary: Vocabulary, centred: bool) -> tuple[Vocabulary, np.ndarray | None]:
+    """The text space a student is trained and classified in: the vocabulary, or (centred) the vocabulary relative
+    to the mean of its class embeddings; and that mean (None when not centred)."""
+    if not centred:
+        return vocabulary, None
+    offset = vocabulary.label_embeddings.mean(axis=0)
+    return vocabulary.centred(offset), offset
+
+
+def space_rows(features: torch.Tensor, offset: np.ndarray | None = None) -> torch.Tensor:
+    """(M, D) fused features as unit float32 rows of the training space: unit(f), or unit(unit(f) - offset)."""
+    unit = F.normalize(features.float(), dim=1)
+    return unit if offset is None else F.normalize(unit - torch.from_numpy(offset).float(), dim=1)
+
+
+TargetMap = Callable[[torch.Tensor], torch.Tensor]  # (M, D) unit rows -> (M, D) unit rows (e.g. an adapter)
 
 
 def load_training_scene(dataset: Dataset, scene: str, fused: str, superpoints: SuperpointCache,
-                        text: torch.Tensor, offset: np.ndarray | None = None) -> TrainingScene:
-    """A scene with its fused features as unit rows of the training space, once, so no step redoes it: the
-    normalised features, or with `offset` (the mean class embedding of a centred space) unit(unit(f) - offset);
-    `text` (C, D) are the class embeddings of that space."""
+                        text: torch.Tensor, offset: np.ndarray | None = None, target_map: TargetMap | None = None,
+                        present: np.ndarray | None = None) -> TrainingScene:
+    """A scene with its fused features as unit rows of the training space (`space_rows`), once, so no step redoes
+    it; `text` (C, D) are the class embeddings of that space. `target_map` replaces the rows by its output (the
+    3DSS-VLG adapter's embeddings); `present` (C,) are the scene-level labels, when known."""
     cloud = dataset.scene_cloud(scene)
     features = read_fused(dataset.fused_path(fused, scene))
-    unit = F.normalize(features.feat.float(), dim=1)
-    if offset is not None:
-        unit = F.normalize(unit - torch.from_numpy(offset).float(), dim=1)
+    unit = space_rows(features.feat, offset)
+    if target_map is not None:
+        unit = target_map(unit)
     dense = torch.zeros((cloud.num_points, features.dim), dtype=torch.float16)
     dense[features.mask_full] = unit.half()
     classes = torch.full((cloud.num_points,), -1, dtype=torch.int64)
     classes[features.mask_full] = (unit @ text.T).argmax(dim=1)
     return TrainingScene(scene, cloud.coords, cloud.colors.astype(np.float32) / 255.0, dense, features.mask_full,
-                         classes, superpoints.get(scene, cloud.coords, cloud.colors), cloud.labels)
+                         classes, superpoints.get(scene, cloud.coords, cloud.colors), cloud.labels,
+                         None if present is None else torch.from_numpy(np.asarray(present, dtype=bool)))
 
 
 @dataclass

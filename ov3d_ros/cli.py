@@ -101,6 +101,18 @@ def _training_args(parser: argparse.ArgumentParser, data_help: str, out_help: st
     parser.add_argument("--self-distill-steps", type=int, default=None, help="override ggsd.self_distill_steps")
 
 
+def _training_bench(benches: argparse._SubParsersAction, name: str, handler: str, text: str, description: str,
+                    out_help: str) -> argparse.ArgumentParser:
+    """A bench verb that trains students on a dataset: --data, --out, budgets, --quiet, --config."""
+    parser = benches.add_parser(name, help=text, description=description)
+    _training_args(parser, data_help="dataset root with fused features (ov3d synth / fuse)", out_help=out_help,
+                   data_required=True)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _config_arg(parser)
+    parser.set_defaults(run=lambda args: _bench(handler, args))
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ov3d", description="Open-vocabulary 3D perception for ROS 2.")
     verbs = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
@@ -219,16 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "self_distillation and superpoint_voting off, whatever the config says.")
     distill.set_defaults(run=lambda args: _train("run_train_ggsd", args), plain_distillation=True)
 
-    ablation = sub_parsers["bench"].add_parser(
-        "ggsd-ablation", help="GGSD's Table 4 on the benchmark: 2D fusion and four trained rows, one budget",
-        description="Train pixel-point distillation, geometry-guided distillation, + EMA self-distillation and full "
+    _training_bench(sub_parsers["bench"], "ggsd-ablation", "run_bench_ggsd_ablation",
+                    "GGSD's Table 4 on the benchmark: 2D fusion and four trained rows, one budget",
+                    "Train pixel-point distillation, geometry-guided distillation, + EMA self-distillation and full "
                     "GGSD with one budget (the stage-2 rows resume from the geometry-guided checkpoint) and score "
-                    "each on the val split beside 2D fusion.")
-    _training_args(ablation, data_help="dataset root with fused features (ov3d synth / fuse)",
-                   out_help="folder for the four runs and ablation.json", data_required=True)
-    ablation.add_argument("--quiet", action="store_true", help="no progress bars")
-    _config_arg(ablation)
-    ablation.set_defaults(run=lambda args: _bench("run_bench_ggsd_ablation", args))
+                    "each on the val split beside 2D fusion.", "folder for the four runs and ablation.json")
 
     vlg = sub_parsers["train"].add_parser(
         "vlg", help="3DSS-VLG: pseudo labels from scene-level labels, adapter, soft guidance of the student",
@@ -245,19 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(vlg)
     vlg.set_defaults(run=lambda args: _train("run_train_vlg", args))
 
-    vlg_bench = sub_parsers["bench"].add_parser(
-        "vlg", help="3DSS-VLG beside 2D fusion, its own stages, GGSD and their combination, one budget",
-        description="On the val split: 2D fusion, the pseudo labels, the adapter alone, full 3DSS-VLG (student), "
-                    "the GGSD student and the combination (adapter targets + GGSD with scene-label masking in "
-                    "its superpoint voting), all students trained with the ggsd budget.")
-    _training_args(vlg_bench, data_help="dataset root with fused features (ov3d synth / fuse)",
-                   out_help="folder for the runs and vlg.json", data_required=True)
+    vlg_bench = _training_bench(
+        sub_parsers["bench"], "vlg", "run_bench_vlg",
+        "3DSS-VLG beside 2D fusion, its own stages, GGSD and their combination, one budget",
+        "On the val split: 2D fusion, the pseudo labels, the adapter alone, full 3DSS-VLG (student), the GGSD student "
+        "and the combination (adapter targets + GGSD with scene-label masking in its superpoint voting), all "
+        "students trained with the ggsd budget.", "folder for the runs and vlg.json")
     vlg_bench.add_argument("--ggsd-checkpoint", default=None,
                            help="a GGSD student trained with the same budget (e.g. the ablation's full row) "
                                 "instead of training one")
-    vlg_bench.add_argument("--quiet", action="store_true", help="no progress bars")
-    _config_arg(vlg_bench)
-    vlg_bench.set_defaults(run=lambda args: _bench("run_bench_vlg", args))
 
     student = sub_parsers["bench"].add_parser(
         "student", help="student forward+backward / inference time and peak memory: ours vs spconv",

@@ -4,7 +4,9 @@ Stage 1 trains the student with L_d = L_p + L_sp: L_p = 1 - cos(F3D, F2D) per po
 L_sp the same on superpoint means. Stage 2 keeps w * L_d and adds L_sd: an EMA copy of the student labels every
 point with its nearest class text embedding, superpoint voting replaces each point's label by its superpoint's
 majority, and the student learns those labels with a softmax cross-entropy over the vocabulary at temperature
-tau. Each part is a switch of GGSDConfig, so the same code produces every row of GGSD's ablation.
+tau. Each part is a switch of GGSDConfig, so the same code produces every row of GGSD's ablation. Two hooks serve
+3DSS-VLG (training/vlg.py): a target map that replaces the fused targets (its adapter), and scene-level labels
+that, with `scene_label_masking`, restrict the stage-2 pseudo labels to the classes a scene contains.
 
 Multi-process training: run under `torchrun` (gloo on CPU, nccl on GPU); each process draws its own crops and
 DistributedDataParallel averages the gradients; process 0 writes logs and checkpoints.

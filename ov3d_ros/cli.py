@@ -262,6 +262,17 @@ def build_parser() -> argparse.ArgumentParser:
                            help="a GGSD student trained with the same budget (e.g. the ablation's full row) "
                                 "instead of training one")
 
+    superpoints = sub_parsers["bench"].add_parser(
+        "superpoints", help="superpoint purity on a split and the time for --points points on one thread",
+        description="Purity (share of labelled points whose superpoint's majority label is theirs) per scene of a "
+                    "split, from <data>/superpoints/ (computed where missing), then the time to compute the "
+                    "superpoints of the split's first scene cut to --points points, on one thread.")
+    superpoints.add_argument("--data", required=True, help="dataset root")
+    superpoints.add_argument("--split", default="val", help="split to score (default: %(default)s)")
+    superpoints.add_argument("--points", type=int, default=100_000)
+    superpoints.add_argument("--json", default=None, help="also write the numbers as JSON")
+    superpoints.set_defaults(run=lambda args: _bench("run_bench_superpoints", args))
+
     student = sub_parsers["bench"].add_parser(
         "student", help="student forward+backward / inference time and peak memory: ours vs spconv",
         description="Build the student and an identical spconv network with the same weights on a room-like "

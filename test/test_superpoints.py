@@ -143,3 +143,17 @@ def test_cache_hit_does_not_recompute_and_a_corrupt_file_is_replaced(rooms, tmp_
     assert sorted(f.name for f in files[0].parent.iterdir()) == [files[0].name], "no temporary files left"
     with pytest.raises(ValueError, match="scene_id"):
         cache.get("../escape", points.xyz, points.rgb)
+
+
+def test_superpoint_bench_scores_a_split_and_times_the_computation(tiny_dataset, tmp_path, capsys):
+    from ov3d_ros.cli import main
+    import json
+
+    dataset, _ = tiny_dataset
+    out = tmp_path / "sp.json"
+    assert main(["bench", "superpoints", "--data", str(dataset.root), "--split", "train", "--points", "3000",
+                 "--json", str(out)]) == 0
+    assert "purity over the split" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert [row["scene"] for row in result["rows"]] == dataset.scenes("train")
+    assert 0.5 < result["purity"] <= 1.0 and result["timing"]["points"] == 3000

@@ -101,6 +101,44 @@ ABLATION_ROWS = (  # (name, superpoint_loss, self_distillation, superpoint_votin
 )
 
 
+def run_bench_superpoints(args: argparse.Namespace) -> int:
+    """Superpoint purity on a split (from the dataset's superpoint cache, computed where missing) and the time to
+    compute them for the first scene cut to `--points` points, on one thread."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from ov3d_ros.data.dataset import Dataset
+    from ov3d_ros.mapping.superpoints import SuperpointCache, compute_superpoints, superpoint_purity
+
+    dataset = Dataset(Path(args.data))
+    scenes = dataset.scenes(args.split)
+    cache = SuperpointCache(dataset.root / "superpoints")
+    rows = []
+    print(f"superpoints on {args.split} ({len(scenes)} scenes)")
+    print(f"{'scene':<24}{'points':>9}{'superpoints':>13}{'purity':>9}")
+    for scene in scenes:
+        cloud = dataset.scene_cloud(scene)
+        ids = cache.get(scene, cloud.coords, cloud.colors)
+        purity = superpoint_purity(ids, cloud.labels, dataset.info.ignore_label)
+        rows.append({"scene": scene, "points": cloud.num_points, "superpoints": int(ids.max()) + 1, "purity": purity})
+        print(f"{scene:<24}{cloud.num_points:>9}{rows[-1]['superpoints']:>13}{purity:>9.3f}", flush=True)
+    purity = float(np.average([r["purity"] for r in rows], weights=[r["points"] for r in rows]))
+    cloud = dataset.scene_cloud(scenes[0])
+    keep = np.random.default_rng(0).permutation(cloud.num_points)[:args.points]
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    compute_superpoints(cloud.coords[keep], cloud.colors[keep])
+    seconds = time.perf_counter() - started
+    print(f"purity over the split (point-weighted): {purity:.3f} (target >= 0.95); {len(keep)} points of "
+          f"{scenes[0]} in {seconds:.2f} s on one thread (target < 2 s)")
+    if args.json:
+        write_json(Path(args.json), {"split": args.split, "rows": rows, "purity": purity,
+                                     "timing": {"points": len(keep), "seconds": seconds}})
+    return 0
+
+
 class _ScoreTable:
     """Scores methods on a split, printing one row per method as it comes; `write` saves JSON and a bar chart."""
 

@@ -15,7 +15,6 @@ from ov3d_ros.data.synthetic.categories import (
     Shape,
 )
 from ov3d_ros.data.synthetic.layout import (
-    OrientedBox,
     SceneObject,
     SyntheticScene,
     generate_scene,
@@ -34,6 +33,7 @@ from ov3d_ros.data.synthetic.sensors import (
     random_lighting,
     robot_path,
 )
+from ov3d_ros.geometry.boxes import OrientedBox
 from ov3d_ros.geometry.camera import PinholeCamera
 
 SCANNET20 = ("wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",

@@ -29,6 +29,7 @@ from ov3d_ros.data.synthetic.categories import (
     category,
     class_index,
 )
+from ov3d_ros.geometry.boxes import OrientedBox, rotation_z
 
 MIN_OBJECTS, MAX_OBJECTS = 15, 40   # furnishing objects per room (door, windows, furniture and small things)
 CEILING_RANGE = (2.4, 3.0)
@@ -52,11 +53,6 @@ _YAW_JITTER = {Shape.CHAIR: np.pi, Shape.OFFICE_CHAIR: np.pi, Shape.STOOL: np.pi
                Shape.LAPTOP: 0.3}
 
 
-def _rot_z(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
 def _rot_x(angle: float) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
@@ -65,41 +61,6 @@ def _rot_x(angle: float) -> np.ndarray:
 def _rot_y(angle: float) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
-@dataclass(frozen=True, eq=False)
-class OrientedBox:
-    """A box rotated by ``yaw`` about z: ``centre`` (3,) and ``size`` (3,) (extents along its own x, y, z)."""
-
-    centre: np.ndarray
-    size: np.ndarray
-    yaw: float
-
-    @property
-    def rotation(self) -> np.ndarray:
-        """The 3x3 rotation from the box frame to the world."""
-        return _rot_z(self.yaw)
-
-    @property
-    def bottom(self) -> float:
-        return float(self.centre[2] - self.size[2] / 2)
-
-    @property
-    def top(self) -> float:
-        return float(self.centre[2] + self.size[2] / 2)
-
-    def to_local(self, points: np.ndarray) -> np.ndarray:
-        """World points (N, 3) in the box frame (origin at the centre)."""
-        return (np.asarray(points, dtype=np.float64) - self.centre) @ self.rotation
-
-    def contains(self, points: np.ndarray, tolerance: float = 0.0) -> np.ndarray:
-        """Which of the world points (N, 3) lie inside the box grown by ``tolerance`` on every side."""
-        return np.all(np.abs(self.to_local(points)) <= self.size / 2 + tolerance, axis=1)
-
-    def corners_xy(self) -> np.ndarray:
-        """The four footprint corners (4, 2)."""
-        signs = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
-        return self.centre[:2] + (signs * self.size[:2] / 2) @ self.rotation[:2, :2].T
 
 
 def _overlapping(box: OrientedBox, others: list[OrientedBox], clearance: float = 0.0) -> np.ndarray:
@@ -504,7 +465,7 @@ def _build_office_chair(size: np.ndarray, rng: np.random.Generator, cat: Categor
     spoke, phase = radius - 0.03, rng.uniform(0.0, 2.0 * np.pi)
     parts = []
     for k in range(5):
-        rotation = _rot_z(phase + 2.0 * np.pi * k / 5)
+        rotation = rotation_z(phase + 2.0 * np.pi * k / 5)
         parts += [_moved(_box((spoke, 0.04, 0.03), spoke / 2, 0.0, caster, HARDWARE), rotation),
                   _moved(_box((0.05, 0.05, caster), radius - 0.025, 0.0, 0.0, HARDWARE), rotation)]
     sw, sd = 0.9 * w, 0.85 * d
@@ -612,7 +573,7 @@ def _build_curtain(size: np.ndarray, rng: np.random.Generator, cat: Category) ->
     thickness, waves = 0.015, max(2, round(w / 0.2))
     x = np.linspace(-w / 2, w / 2, 6 * waves + 1)
     y = (d - thickness) / 2 * np.sin(2.0 * np.pi * waves * (x + w / 2) / w + rng.uniform(0.0, 2.0 * np.pi))
-    parts = [_moved(_box((np.hypot(x1 - x0, y1 - y0) + 0.01, thickness, h)), _rot_z(np.arctan2(y1 - y0, x1 - x0)),
+    parts = [_moved(_box((np.hypot(x1 - x0, y1 - y0) + 0.01, thickness, h)), rotation_z(np.arctan2(y1 - y0, x1 - x0)),
                     ((x0 + x1) / 2, (y0 + y1) / 2, 0.0))
              for x0, x1, y0, y1 in zip(x[:-1], x[1:], y[:-1], y[1:])]
     return _Model(parts, [])
@@ -838,7 +799,7 @@ def _room_outline(rng: np.random.Generator, side: tuple[float, float]) -> tuple[
         polygon = np.array([[0, 0], [width, 0], [width, depth], [0, depth]], dtype=np.float64)
         rectangles, notch = np.array([[0, 0, width, depth]]), np.zeros((0, 4))
     # A random quarter turn puts the notch at any corner; rotating keeps the polygon counter-clockwise.
-    rotation = _rot_z(rng.integers(4) * np.pi / 2)[:2, :2]
+    rotation = rotation_z(rng.integers(4) * np.pi / 2)[:2, :2]
     polygon = polygon @ rotation.T
     offset = polygon.min(axis=0)
     polygon = np.round(polygon - offset, 9)
@@ -888,7 +849,7 @@ class _Layout:
              surfaces: Sequence[tuple[float, ...]] = (), color: np.ndarray | None = None) -> SceneObject:
         """Create the next object from ``parts`` in its frame placed at ``origin`` (3,) with ``yaw`` (base colour
         from the category's palette unless ``color`` is given)."""
-        rotation = _rot_z(yaw)
+        rotation = rotation_z(yaw)
         local = np.vstack([p.vertices for p in parts])
         offsets = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
         faces = np.vstack([p.faces + o for p, o in zip(parts, offsets)])
@@ -1049,7 +1010,7 @@ class _Layout:
             # side k: the chair stands beyond the table's edge in the direction k * 90 degrees from its front.
             cand = _candidate(category("chair"), self.rng)
             reach = (d if side % 2 == 0 else w) / 2 + self.rng.uniform(0.03, 0.2) + cand.size[1] / 2
-            outward = _rot_z(side * np.pi / 2)[:2, :2] @ np.array([0.0, 1.0])
+            outward = rotation_z(side * np.pi / 2)[:2, :2] @ np.array([0.0, 1.0])
             local = outward * reach + np.array([-outward[1], outward[0]]) * along
             yaw = table.box.yaw + side * np.pi / 2 + np.pi + self.rng.uniform(-0.12, 0.12)
             self._commit(cand, table.box.centre[:2] + table.box.rotation[:2, :2] @ local, 0.0, yaw)

@@ -122,7 +122,7 @@ def estimate_normals(xyz: np.ndarray, k: int = 10) -> np.ndarray:
     return _pca(xyz, index)[0]
 
 
-def _components(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def graph_components(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Connected-component id (N,) of the undirected graph with edges rows[i] -- cols[i]."""
     graph = coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n, n))
     return connected_components(graph, directed=False)[1].astype(np.int64)
@@ -194,11 +194,11 @@ def _regions(xyz: np.ndarray, rgb: np.ndarray, params: SuperpointParams) -> tupl
     angle = np.radians(params.max_normal_angle_deg)
     flat_edge = similar_colour & ~crease[graph.rows] & ~crease[graph.cols]
     flat_edge &= (graph.alignment >= np.cos(angle)) & (graph.offset <= np.sin(angle))
-    region = _components(len(xyz), *graph.edges(flat_edge))
+    region = graph_components(len(xyz), *graph.edges(flat_edge))
     attached = _attach_creases(xyz, rgb, normals, crease, params)
     region[attached >= 0] = region[attached[attached >= 0]]
     lonely = crease & (attached < 0)
-    rest = _components(len(xyz), *graph.edges(similar_colour & lonely[graph.rows] & lonely[graph.cols]))
+    rest = graph_components(len(xyz), *graph.edges(similar_colour & lonely[graph.rows] & lonely[graph.cols]))
     region[lonely] = len(xyz) + rest[lonely]
     return graph, np.unique(region, return_inverse=True)[1].reshape(-1)
 
@@ -234,7 +234,7 @@ def _split(xyz: np.ndarray, region: np.ndarray, params: SuperpointParams) -> np.
 def _connected_pieces(graph: _Graph, piece: np.ndarray) -> np.ndarray:
     """Split every piece into its connected parts (nearest-seed cells of a bent region can be disconnected)."""
     inside = graph.valid & (piece[graph.rows] == piece[graph.cols])
-    return _components(len(piece), *graph.edges(inside))
+    return graph_components(len(piece), *graph.edges(inside))
 
 
 def _merge_small(graph: _Graph, region: np.ndarray, piece: np.ndarray, params: SuperpointParams) -> np.ndarray:
@@ -260,7 +260,7 @@ def _merge_small(graph: _Graph, region: np.ndarray, piece: np.ndarray, params: S
         small, other = pairs // len(sizes), pairs % len(sizes)
         order = np.lexsort((other, mean_cost, crossing, small))
         best = order[np.r_[True, small[order][1:] != small[order][:-1]]]
-        piece = _components(len(sizes), small[best], other[best])[piece]
+        piece = graph_components(len(sizes), small[best], other[best])[piece]
     return np.unique(piece, return_inverse=True)[1].reshape(-1)
 
 

@@ -212,3 +212,23 @@ def test_centred_text_space_is_stored_and_applied(tiny_dataset, tmp_path):
     expected = (moved / np.linalg.norm(moved, axis=1, keepdims=True)).argmax(0)
     assert (centred.label_embeddings.argmax(0) == expected).all()
     assert text_offset(export_student(final, tmp_path / "small.pt")) is not None
+
+
+def test_ablation_bench_trains_and_scores_every_row(tiny_dataset, tmp_path, monkeypatch):
+    import json
+
+    from ov3d_ros.cli import main
+
+    dataset, vocabulary = tiny_dataset
+    monkeypatch.setattr("ov3d_ros.evaluation.segmentation.dataset_vocabulary", lambda *_: vocabulary)
+    config = tmp_path / "pipeline.yaml"
+    config.write_text("student: {preset: tiny, voxel_size_m: 0.05}\n"
+                      "ggsd: {val_split: train, threads: 1, crop_m: 2.5, val_every: 0, log_every: 2}\n")
+    assert main(["bench", "ggsd-ablation", "--data", str(dataset.root), "--out", str(tmp_path / "a"), "--config",
+                 str(config), "--distill-steps", "4", "--self-distill-steps", "2", "--quiet"]) == 0
+    table = json.loads((tmp_path / "a" / "ablation.json").read_text())
+    assert [row["name"] for row in table["rows"]] == ["2D fusion", "pixel-point distillation",
+                                                      "geometry-guided distillation", "+ self-distillation (EMA)",
+                                                      "full GGSD (+ superpoint voting)"]
+    assert (tmp_path / "a" / "ablation.png").stat().st_size > 0
+    assert load_checkpoint(tmp_path / "a" / "full" / "final.pt")["step"] == 6

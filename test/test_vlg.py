@@ -161,3 +161,29 @@ def test_cli_pseudo_stage_writes_labels_and_a_report_and_rejects_unknown_names(t
     pseudo = read_pseudo_labels(tmp_path / "run" / "pseudo" / f"{dataset.scenes('train')[0]}.npz")
     assert set(np.unique(pseudo.labels[pseudo.labelled])) <= {dataset.classes.index(n) for n in ("wall", "floor", "chair")}
     assert (tmp_path / "run" / "pseudo_val.json").exists()
+
+
+TINY_BENCH_CONFIG = """
+student: {preset: tiny, voxel_size_m: 0.05}
+ggsd: {val_split: train, distill_steps: 6, self_distill_steps: 3, threads: 1, crop_m: 2.5, val_every: 0,
+       log_every: 2, learning_rate: 0.01}
+vlg: {adapter_steps: 10, adapter_batch: 512, adapter_hidden: 8}
+"""
+
+
+def test_bench_vlg_fills_every_row_of_its_table(tiny_dataset, tmp_path, monkeypatch):
+    import json
+
+    dataset, vocabulary = tiny_dataset
+    monkeypatch.setattr("ov3d_ros.evaluation.segmentation.dataset_vocabulary", lambda *_: vocabulary)
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(TINY_BENCH_CONFIG)
+    assert ov3d(["bench", "vlg", "--data", str(dataset.root), "--out", str(tmp_path / "b"), "--config", str(config),
+                 "--quiet"]) == 0
+    table = json.loads((tmp_path / "b" / "vlg.json").read_text())
+    assert [row["name"] for row in table["rows"]] == [
+        "2D fusion", "pseudo labels (scene labels known)", "adapter only (2D)", "3DSS-VLG (student)",
+        "GGSD (student)", "VLG targets + GGSD, scene-masked voting"]
+    assert all(0.0 <= row["miou"] <= 100.0 for row in table["rows"]) and table["student_steps"] == 9
+    assert (tmp_path / "b" / "vlg.png").stat().st_size > 0
+    assert load_checkpoint(tmp_path / "b" / "combined" / "final.pt")["step"] == 9

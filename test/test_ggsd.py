@@ -232,3 +232,19 @@ def test_ablation_bench_trains_and_scores_every_row(tiny_dataset, tmp_path, monk
                                                       "full GGSD (+ superpoint voting)"]
     assert (tmp_path / "a" / "ablation.png").stat().st_size > 0
     assert load_checkpoint(tmp_path / "a" / "full" / "final.pt")["step"] == 6
+
+
+def test_the_shipped_default_student_loads_and_labels_points():
+    from ov3d_ros.training.checkpoint import default_checkpoint_path
+
+    assert default_checkpoint_path().is_file(), "the package ships ov3d_ros/weights/student_default.pt"
+    student, space = load_student("default")
+    assert space == "minilm" and student.config.out_dim == 384 and student.config.in_channels == 1
+    assert text_offset("default") is not None                       # trained in the centred MiniLM space
+    provenance = load_checkpoint(default_checkpoint_path())["provenance"]
+    assert provenance["command"] == "training/train_default_student.py"
+    xyz = torch.rand(2000, 3) * 2
+    with torch.no_grad():
+        features = student(xyz)
+    assert features.shape == (2000, 384) and torch.allclose(features.norm(dim=1), torch.ones(2000), atol=1e-4)
+    assert default_checkpoint_path().stat().st_size < 8 << 20          # a few MB

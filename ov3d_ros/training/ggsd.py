@@ -29,12 +29,12 @@ from tqdm import tqdm
 
 from ov3d_ros.config import GGSDConfig, StudentSection
 from ov3d_ros.data.dataset import Dataset
+from ov3d_ros.data.scene_labels import SceneLabels
 from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.mapping.superpoints import SuperpointCache
 from ov3d_ros.models.student import Student, student_config
 from ov3d_ros.training.checkpoint import load_checkpoint, save_checkpoint
 from ov3d_ros.training.logs import CsvLog, tensorboard
-from ov3d_ros.data.scene_labels import SceneLabels
 from ov3d_ros.training.scenes import (Sample, TargetMap, TrainingScene, load_training_scene, make_sample,
                                       training_space)
 

@@ -22,7 +22,6 @@ PLANNED = {
 # verb -> sub-verb -> (help, issue that brings it) for sub-verbs not built yet
 PLANNED_SUBVERBS = {
     "train": {"grounding": ("weakly supervised grounding", 7)},
-    "eval": {"ground": ("grounding Acc@0.25 / Acc@0.5", 7)},
     "bench": {"grounding": ("grounding engine latency", 7)},
 }
 
@@ -61,6 +60,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_eval_seg(args: argparse.Namespace) -> int:
     from ov3d_ros.commands.eval_seg import run_eval_seg
     return run_eval_seg(args)
+
+
+def _cmd_eval_ground(args: argparse.Namespace) -> int:
+    from ov3d_ros.commands.eval_ground import run_eval_ground
+    return run_eval_ground(args)
 
 
 def _train(name: str, args: argparse.Namespace) -> int:
@@ -192,6 +196,21 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--json", required=True, help="where to write the JSON report (plots go beside it)")
     _config_arg(seg)
     seg.set_defaults(run=_cmd_eval_seg)
+
+    ground = sub_parsers["eval"].add_parser(
+        "ground", help="grounding Acc@0.25 / Acc@0.5 (overall / unique / multiple) on a split's descriptions",
+        description="Label each scene's map (2D fusion or a student), cut it into object proposals, and score the "
+                    "grounders built so far on scanrefer/<split>.json: a random proposal of the predicted class "
+                    "and the coarse stage. Also reports the proposals' recall of the targets.")
+    ground.add_argument("--data", required=True, help="dataset root with scanrefer/<split>.json")
+    ground.add_argument("--split", default="val", help="split to score (default: %(default)s)")
+    ground.add_argument("--map", default="fused", help="'fused' (2D fusion) or a student checkpoint (or 'default')")
+    ground.add_argument("--fused", default="simulated", help="fused features under <data>/fused/ (default: %(default)s)")
+    ground.add_argument("--class-weight", type=float, default=0.7, help="coarse stage: class vs feature weight")
+    ground.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    ground.add_argument("--json", required=True, help="where to write the JSON report (a PNG goes beside it)")
+    _config_arg(ground)
+    ground.set_defaults(run=_cmd_eval_ground)
 
     fusion_bench = sub_parsers["bench"].add_parser(
         "fusion", help="points fused per second: ours vs a per-frame numpy reference",

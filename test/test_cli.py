@@ -43,7 +43,7 @@ def test_planned_verbs_name_their_issue(words, issue, capsys):
 
 @pytest.mark.parametrize("words", [["eval", "seg"], ["bench", "fusion"], ["bench", "text"], ["bench", "teacher-noise"],
                                    ["bench", "ggsd-ablation"], ["bench", "student"], ["bench", "vlg"],
-                                   ["bench", "superpoints"], ["train", "ggsd"], ["train", "distill"], ["train", "vlg"],
+                                   ["bench", "superpoints"], ["eval", "ground"], ["train", "ggsd"], ["train", "distill"], ["train", "vlg"],
                                    ["fuse"], ["synth"]])
 def test_built_subverbs_have_help(words, capsys):
     with pytest.raises(SystemExit) as exit_info:

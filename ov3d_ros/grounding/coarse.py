@@ -7,9 +7,11 @@ them with `class_weight`; the top K go on to the fine stage.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
-from ov3d_ros.grounding.query import ParsedQuery
+from ov3d_ros.grounding.query import ParsedQuery, QueryParser
 
 
 def target_class_weights(query: ParsedQuery, class_embeddings: np.ndarray, phrase_embedding: np.ndarray | None = None,
@@ -42,3 +44,24 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k best scores, best first (ties: the lower index first)."""
     order = np.lexsort((np.arange(len(scores)), -np.asarray(scores)))
     return order[:max(k, 0)]
+
+
+class CoarseGrounder:
+    """The coarse stage as a grounder: parse, embed, score a scene's proposals, return them best first.
+
+    `encode` maps texts to unit rows of the space the proposals' features live in (the text encoder, plus the
+    centring of a centred student's space)."""
+
+    def __init__(self, parser: QueryParser, class_embeddings: np.ndarray,
+                 encode: Callable[[list[str]], np.ndarray], class_weight: float = 0.7) -> None:
+        self.parser, self.class_embeddings, self.encode, self.class_weight = (parser, class_embeddings, encode,
+                                                                              class_weight)
+
+    def rank(self, text: str, distributions: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(proposal indices best first, their scores) for one query over P proposals."""
+        query = self.parser.parse(text)
+        sentence, phrase = self.encode([text, query.target_phrase or text])
+        weights = target_class_weights(query, self.class_embeddings, phrase)
+        scores = coarse_scores(weights, sentence, distributions, features, self.class_weight)
+        order = top_k(scores, len(scores))
+        return order, scores[order]

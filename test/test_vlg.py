@@ -46,6 +46,8 @@ def test_unknown_scene_label_names_give_a_clear_error_with_a_suggestion(tmp_path
         parse_scene_labels({"s1": 3}, CLASSES)
     with pytest.raises(DataError, match="lists no class"):
         parse_scene_labels({"s1": []}, CLASSES)
+    with pytest.raises(FileNotFoundError, match="no scene-label file"):
+        read_scene_labels(tmp_path / "missing.yaml", CLASSES)
 
 
 def test_scene_label_file_is_checked_against_the_dataset(tiny_dataset, tmp_path):

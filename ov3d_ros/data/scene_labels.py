@@ -64,6 +64,8 @@ def read_scene_labels(path: str | os.PathLike, classes: Sequence[str],
                       synonyms: Mapping[str, Sequence[str]] | None = None) -> SceneLabels:
     """Scene-level labels from a YAML file (see the module docstring)."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no scene-label file at {path}")
     document = load_yaml(path)
     if not isinstance(document, dict):
         raise DataError(f"{path}: expected a mapping of scene -> class names")

@@ -96,6 +96,12 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
                         help="pipeline YAML with the language / teacher / fusion sections (default: %(default)s)")
 
 
+def _data_split_args(parser: argparse.ArgumentParser, data_help: str) -> None:
+    """--data (required) and --split (default val), for the verbs that score one split of a dataset."""
+    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument("--split", default="val", help="split to score (default: %(default)s)")
+
+
 def _training_args(parser: argparse.ArgumentParser, data_help: str, out_help: str,
                    data_required: bool = False) -> None:
     """--data, --out and the two step budgets, shared by the training and ablation verbs."""
@@ -187,8 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         "seg", help="semantic segmentation mIoU / mAcc of per-point features against ground truth",
         description="Label every point with the nearest text embedding of the dataset's classes and score it: "
                     "mIoU, mAcc, per-class IoU, head / common / tail, a confusion-matrix PNG and a per-class chart.")
-    seg.add_argument("--data", required=True, help="dataset root (dataset.yaml, 3d/)")
-    seg.add_argument("--split", default="val", help="split to score (default: %(default)s)")
+    _data_split_args(seg, "dataset root (dataset.yaml, 3d/)")
     source = seg.add_mutually_exclusive_group(required=True)
     source.add_argument("--fused", help="fused 2D features: a name under <data>/fused/ or a folder (2D fusion)")
     source.add_argument("--features", help="per-point features: a folder of <scene>.pt/.npy or one such file")
@@ -202,8 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Label each scene's map (2D fusion or a student), cut it into object proposals, and score the "
                     "grounders built so far on scanrefer/<split>.json: a random proposal of the predicted class "
                     "and the coarse stage. Also reports the proposals' recall of the targets.")
-    ground.add_argument("--data", required=True, help="dataset root with scanrefer/<split>.json")
-    ground.add_argument("--split", default="val", help="split to score (default: %(default)s)")
+    _data_split_args(ground, "dataset root with scanrefer/<split>.json")
     ground.add_argument("--map", default="fused", help="'fused' (2D fusion) or a student checkpoint (or 'default')")
     ground.add_argument("--fused", default="simulated", help="fused features under <data>/fused/ (default: %(default)s)")
     ground.add_argument("--class-weight", type=float, default=0.7, help="coarse stage: class vs feature weight")
@@ -286,8 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Purity (share of labelled points whose superpoint's majority label is theirs) per scene of a "
                     "split, from <data>/superpoints/ (computed where missing), then the time to compute the "
                     "superpoints of the split's first scene cut to --points points, on one thread.")
-    superpoints.add_argument("--data", required=True, help="dataset root")
-    superpoints.add_argument("--split", default="val", help="split to score (default: %(default)s)")
+    _data_split_args(superpoints, "dataset root")
     superpoints.add_argument("--points", type=int, default=100_000)
     superpoints.add_argument("--json", default=None, help="also write the numbers as JSON")
     superpoints.set_defaults(run=lambda args: _bench("run_bench_superpoints", args))

@@ -45,5 +45,5 @@ def test_coarse_grounder_prefers_the_named_class_and_the_sentence_feature():
     grounder = CoarseGrounder(QueryParser(labels), np.eye(3), lambda texts: np.array([encode[t] for t in texts]))
     distributions = np.array([[0.0, 1.0, 0.0], [0.9, 0.1, 0.0], [0.9, 0.1, 0.0]])
     features = np.array([[0, 1.0, 0], [0, 0, 1.0], [1.0, 0, 0]])
-    order, scores = grounder.rank("the chair near the table", distributions, features)
+    order, scores = grounder.rank(grounder.parser.parse("the chair near the table"), distributions, features)
     assert order.tolist() == [2, 1, 0] and scores[0] > scores[1] > scores[2]

@@ -149,15 +149,6 @@ class _ScoreTable:
         print(title)
         print(f"{'':<40}{'mIoU':>7}{'mAcc':>7}" + "".join(f"{g:>8}" for g in self.GROUPS))
 
-    def fused(self, name: str) -> Any:
-        """The FeatureSource of the dataset's fused features called `name` (the '2D fusion' row)."""
-        from ov3d_ros.data.openscene import read_fused
-
-        def features(scene: str, cloud: Any) -> Any:
-            fused = read_fused(self.dataset.fused_path(name, scene))
-            return fused.dense(cloud.num_points), fused.mask_full
-        return features
-
     def add_features(self, name: str, source: Any, space: Any) -> dict[str, Any]:
         from ov3d_ros.evaluation.segmentation import evaluate_features
         return self.add(name, evaluate_features(self.dataset, self.scenes, source, space, progress=False).scores)
@@ -201,7 +192,7 @@ def run_bench_ggsd_ablation(args: argparse.Namespace) -> int:
     """
     import dataclasses
 
-    from ov3d_ros.evaluation.segmentation import student_source
+    from ov3d_ros.evaluation.segmentation import fused_source, student_source
     from ov3d_ros.training.ggsd import GGSDTrainer
 
     config, dataset, vocabulary = _budget(args)
@@ -210,7 +201,7 @@ def run_bench_ggsd_ablation(args: argparse.Namespace) -> int:
     table = _ScoreTable(dataset, dataset.scenes(base.val_split),
                         f"GGSD ablation on {base.val_split} ({len(dataset.scenes(base.val_split))} scenes); budget "
                         f"{base.distill_steps} + {base.self_distill_steps} steps")
-    table.add_features("2D fusion", table.fused(base.fused), vocabulary)
+    table.add_features("2D fusion", fused_source(dataset, base.fused), vocabulary)
     for name, sp_loss, self_distill, voting in ABLATION_ROWS:
         run = out / RUN_FOLDERS[name]
         row_config = dataclasses.replace(base, superpoint_loss=sp_loss, self_distillation=self_distill,
@@ -235,8 +226,7 @@ def run_bench_vlg(args: argparse.Namespace) -> int:
     scene-level labels masking its stage-2 pseudo labels before superpoint voting."""
     import dataclasses
 
-    from ov3d_ros.evaluation.segmentation import student_source
-    from ov3d_ros.training.checkpoint import load_student, text_offset
+    from ov3d_ros.evaluation.segmentation import checkpoint_source, fused_source, student_source
     from ov3d_ros.training.ggsd import GGSDTrainer
     from ov3d_ros.training.vlg import VLGPipeline
 
@@ -248,7 +238,7 @@ def run_bench_vlg(args: argparse.Namespace) -> int:
     split = config.ggsd.val_split
     table = _ScoreTable(dataset, pipeline.val_scenes, f"3DSS-VLG comparison on {split} "
                         f"({len(pipeline.val_scenes)} scenes); every student {budget} steps")
-    table.add_features("2D fusion", table.fused(config.ggsd.fused), vocabulary)
+    table.add_features("2D fusion", fused_source(dataset, config.ggsd.fused), vocabulary)
     table.add("pseudo labels (scene labels known)", pipeline.generate_pseudo_labels().scores)
     adapter = pipeline.train_adapter()
     table.add_features("adapter only (2D)", pipeline.adapter_source(adapter), pipeline.space)
@@ -259,10 +249,8 @@ def run_bench_vlg(args: argparse.Namespace) -> int:
 
     trained("3DSS-VLG (student)", pipeline.guidance_trainer(adapter))
     if args.ggsd_checkpoint:
-        student, _ = load_student(args.ggsd_checkpoint)
-        offset = text_offset(args.ggsd_checkpoint)
-        table.add_features("GGSD (student)", student_source(student),
-                           vocabulary if offset is None else vocabulary.centred(offset))
+        source, space, _ = checkpoint_source(args.ggsd_checkpoint, vocabulary)
+        table.add_features("GGSD (student)", source, space)
     else:
         trained("GGSD (student)", GGSDTrainer(dataset, vocabulary, config.ggsd, config.student, out / "ggsd",
                                               progress=not args.quiet))

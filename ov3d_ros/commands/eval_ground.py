@@ -4,45 +4,26 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ov3d_ros.config import ConfigError, load_pipeline_config
+from ov3d_ros.config import load_pipeline_config
 from ov3d_ros.data.dataset import Dataset
-from ov3d_ros.data.openscene import DataError, read_fused
+from ov3d_ros.data.openscene import DataError
 from ov3d_ros.data.scanrefer import read_scanrefer
 from ov3d_ros.evaluation.grounding import (GroundingCase, grounding_accuracy, instance_boxes, proposal_recall,
                                            score_case)
 from ov3d_ros.evaluation.reports import write_json
-from ov3d_ros.evaluation.segmentation import FeatureSource, dataset_vocabulary, student_source
+from ov3d_ros.evaluation.segmentation import checkpoint_source, dataset_vocabulary, fused_source
 from ov3d_ros.grounding.coarse import CoarseGrounder
 from ov3d_ros.grounding.query import QueryParser
-from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.mapping.instances import propose_instances
 from ov3d_ros.mapping.superpoints import SuperpointCache
 from ov3d_ros.training.scenes import space_rows
 
 METHODS = ("random proposal of the predicted class", "coarse stage only")
-
-
-def _map_source(args: argparse.Namespace, dataset: Dataset, vocabulary: Vocabulary,
-                ) -> tuple[FeatureSource, Vocabulary, np.ndarray | None]:
-    """The per-point features the map is labelled with, the space to label them in and its text offset."""
-    if args.map == "fused":
-        def fused(scene: str, cloud: Any) -> tuple[torch.Tensor, torch.Tensor]:
-            features = read_fused(dataset.fused_path(args.fused, scene))
-            return features.dense(cloud.num_points), features.mask_full
-        return fused, vocabulary, None
-    from ov3d_ros.training.checkpoint import load_student, text_offset
-    student, space = load_student(args.map)
-    if space != vocabulary.encoder_name:
-        raise ConfigError(f"{args.map} was trained in the text space {space!r}, but the config's encoder is "
-                          f"{vocabulary.encoder_name!r}")
-    offset = text_offset(args.map)
-    return student_source(student), vocabulary if offset is None else vocabulary.centred(offset), offset
 
 
 def run_eval_ground(args: argparse.Namespace) -> int:
@@ -56,7 +37,8 @@ def run_eval_ground(args: argparse.Namespace) -> int:
     if not scenes:
         raise DataError(f"no referring expressions for the scenes of split {args.split!r}")
     vocabulary = dataset_vocabulary(dataset, config.language)
-    source, space, offset = _map_source(args, dataset, vocabulary)
+    source, space, offset = (fused_source(dataset, args.fused), vocabulary, None) if args.map == "fused" else \
+        checkpoint_source(args.map, vocabulary)
     encoder = build_text_encoder(config.language)
     grounder = CoarseGrounder(QueryParser(dataset.classes, dataset.info.synonyms), space.label_embeddings,
                               lambda texts: space_rows(torch.from_numpy(encoder.encode(texts)), offset).numpy(),
@@ -68,11 +50,11 @@ def run_eval_ground(args: argparse.Namespace) -> int:
     for scene in tqdm(scenes, desc="scenes", unit="scene"):
         cloud = dataset.scene_cloud(scene)
         features, valid = source(scene, cloud)
-        labels = torch.full((cloud.num_points,), -1, dtype=torch.int64)
-        labels[valid] = space.classify(features[valid])[0]
         unit = torch.nn.functional.normalize(features.float(), dim=1)
+        scores = space.logits(unit)
+        labels = torch.where(valid, scores.argmax(dim=1), -1)
         proposals = propose_instances(cloud.coords, labels.numpy(), cache.get(scene, cloud.coords, cloud.colors),
-                                      space.logits(unit).numpy(), unit.numpy())
+                                      scores.numpy(), unit.numpy())
         truth = instance_boxes(cloud)
         here = [e for e in expressions if e.scene_id == scene]
         recalls.append(proposal_recall([truth[e.object_id] for e in here if e.object_id in truth],
@@ -85,8 +67,7 @@ def run_eval_ground(args: argparse.Namespace) -> int:
             same = [p for p in proposals if p.label == query.target_label] or proposals
             pick = same[int(rng.integers(len(same)))].box if same else None
             cases[METHODS[0]].append(score_case(expression.eval_type, pick, target))
-            best = proposals[int(grounder.rank(expression.description, distributions, unit_features)[0][0])].box \
-                if proposals else None
+            best = proposals[int(grounder.rank(query, distributions, unit_features)[0][0])].box if proposals else None
             cases[METHODS[1]].append(score_case(expression.eval_type, best, target))
     table = {name: grounding_accuracy(found) for name, found in cases.items()}
     recall = {key: float(np.nanmean([r[key] for r in recalls])) for key in recalls[0]}

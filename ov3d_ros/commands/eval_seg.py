@@ -11,7 +11,7 @@ from ov3d_ros.config import ConfigError, load_pipeline_config
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.openscene import DataError, SceneCloud, load_torch_file, read_fused
 from ov3d_ros.evaluation.reports import segmentation_report
-from ov3d_ros.evaluation.segmentation import FeatureSource, dataset_vocabulary, evaluate_features, student_source
+from ov3d_ros.evaluation.segmentation import checkpoint_source, dataset_vocabulary, evaluate_features
 
 
 def point_features(path: Path, num_points: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,17 +42,6 @@ def _feature_file(args: argparse.Namespace, dataset: Dataset, scene: str) -> Pat
     raise DataError(f"no features for scene {scene} in {source} ({scene}.pt or {scene}.npy)")
 
 
-def student_features(checkpoint: Path, text_space: str) -> FeatureSource:
-    """A FeatureSource running the checkpoint's student on whole scenes (checks the text space matches)."""
-    from ov3d_ros.training.checkpoint import load_student
-
-    student, space = load_student(checkpoint)
-    if space != text_space:
-        raise ConfigError(f"{checkpoint} was trained in the text space {space!r}, but the config's encoder is "
-                          f"{text_space!r}")
-    return student_source(student)
-
-
 def run_eval_seg(args: argparse.Namespace) -> int:
     config = load_pipeline_config(args.config)
     dataset = Dataset(Path(args.data))
@@ -70,10 +59,7 @@ def run_eval_seg(args: argparse.Namespace) -> int:
     vocabulary = dataset_vocabulary(dataset, config.language)
     features = from_files
     if args.checkpoint:
-        from ov3d_ros.training.checkpoint import text_offset
-        features = student_features(Path(args.checkpoint), vocabulary.encoder_name)
-        offset = text_offset(args.checkpoint)
-        vocabulary = vocabulary.centred(offset) if offset is not None else vocabulary
+        features, vocabulary, _ = checkpoint_source(args.checkpoint, vocabulary)
     result = evaluate_features(dataset, scenes, features, vocabulary)
     scores = result.scores
     report = segmentation_report(scores, Path(args.json))

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from ov3d_ros.config import LanguageConfig
+from ov3d_ros.config import ConfigError, LanguageConfig
 from ov3d_ros.data.dataset import Dataset
-from ov3d_ros.data.openscene import DataError, SceneCloud
+from ov3d_ros.data.openscene import DataError, SceneCloud, read_fused
 from ov3d_ros.evaluation.metrics import ConfusionAccumulator, SegmentationScores, segmentation_scores
 from ov3d_ros.language.vocabulary import Vocabulary
 
@@ -66,6 +68,28 @@ def dataset_vocabulary(dataset: Dataset, language: LanguageConfig) -> Vocabulary
     from ov3d_ros.language.vocabulary import EmbeddingCache, default_cache_dir
     return Vocabulary.build(list(dataset.classes), build_text_encoder(language), language.templates,
                             EmbeddingCache(default_cache_dir(language)))
+
+
+def fused_source(dataset: Dataset, name: str) -> FeatureSource:
+    """A FeatureSource of the dataset's fused 2D features called `name` (2D fusion)."""
+    def features(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
+        fused = read_fused(dataset.fused_path(name, scene))
+        return fused.dense(cloud.num_points), fused.mask_full
+    return features
+
+
+def checkpoint_source(checkpoint: str | Path, vocabulary: Vocabulary,
+                      ) -> tuple[FeatureSource, Vocabulary, np.ndarray | None]:
+    """A FeatureSource running a checkpoint's student (or 'default'), the space to classify its features in (the
+    vocabulary, centred when the student was trained centred) and that text offset. ConfigError when the
+    checkpoint's text space is not the vocabulary's."""
+    from ov3d_ros.training.checkpoint import load_student_and_offset
+
+    student, text_space, offset = load_student_and_offset(checkpoint)
+    if text_space != vocabulary.encoder_name:
+        raise ConfigError(f"{checkpoint} was trained in the text space {text_space!r}, but the config's encoder is "
+                          f"{vocabulary.encoder_name!r}")
+    return student_source(student), vocabulary if offset is None else vocabulary.centred(offset), offset
 
 
 def student_source(student: torch.nn.Module) -> FeatureSource:

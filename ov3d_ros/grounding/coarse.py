@@ -57,10 +57,11 @@ class CoarseGrounder:
         self.parser, self.class_embeddings, self.encode, self.class_weight = (parser, class_embeddings, encode,
                                                                               class_weight)
 
-    def rank(self, text: str, distributions: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(proposal indices best first, their scores) for one query over P proposals."""
-        query = self.parser.parse(text)
-        sentence, phrase = self.encode([text, query.target_phrase or text])
+    def rank(self, query: ParsedQuery, distributions: np.ndarray,
+             features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(proposal indices best first, their scores) for one parsed query (`self.parser.parse`) over P
+        proposals."""
+        sentence, phrase = self.encode([query.text, query.target_phrase or query.text])
         weights = target_class_weights(query, self.class_embeddings, phrase)
         scores = coarse_scores(weights, sentence, distributions, features, self.class_weight)
         order = top_k(scores, len(scores))

@@ -35,6 +35,7 @@ COLOURS = frozenset({"white", "black", "grey", "gray", "light", "dark", "red", "
                      "metal", "glass", "cream", "navy", "teal"})
 SIZES = frozenset({"large", "big", "small", "little", "tiny", "tall", "short", "long", "wide", "narrow", "huge",
                    "low", "high"})
+_CUES_LONGEST_FIRST = sorted(RELATION_CUES, key=len, reverse=True)
 DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those", "its", "one", "two", "other"})
 MAX_NAME_WORDS = 4
 
@@ -149,13 +150,12 @@ class QueryParser:
 
     def _relations(self, tokens: Sequence[str], mentions: list[Mention]) -> list[Relation]:
         relations, i = [], 0
-        cues = sorted(RELATION_CUES, key=len, reverse=True)
         while i < len(tokens):
             if tokens[i] in EXTREMES:
                 relations.append(Relation(EXTREMES[tokens[i]], tokens[i], i, i + 1))
                 i += 1
                 continue
-            cue = next((c for c in cues if tuple(tokens[i:i + len(c)]) == c), None)
+            cue = next((c for c in _CUES_LONGEST_FIRST if tuple(tokens[i:i + len(c)]) == c), None)
             if cue is None or (cue == ("by",) and not self._next_mention(mentions, i + 1, tokens)):
                 i += 1
                 continue

@@ -37,7 +37,17 @@ def load_student(path: str | Path) -> tuple[Student, str]:
 
 def text_offset(path: str | Path) -> np.ndarray | None:
     """The mean text embedding a centred-space student was trained relative to (None for a plain space)."""
-    offset = load_checkpoint(resolve_checkpoint(path)).get("text_offset")
+    return _offset_of(load_checkpoint(resolve_checkpoint(path)))
+
+
+def load_student_and_offset(path: str | Path) -> tuple[Student, str, np.ndarray | None]:
+    """`load_student` and `text_offset` from one read of the checkpoint."""
+    content = load_checkpoint(resolve_checkpoint(path))
+    return (*_student_from(content), _offset_of(content))
+
+
+def _offset_of(content: dict[str, Any]) -> np.ndarray | None:
+    offset = content.get("text_offset")
     return None if offset is None else offset.float().numpy()
 
 

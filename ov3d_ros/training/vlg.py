@@ -102,14 +102,11 @@ class VLGPipeline:
         for scene in tqdm(self.train_scenes, desc="adapter data", unit="scene", disable=not self.progress):
             scene_rows, seen = self._rows(scene)
             pseudo = self._read_pseudo(scene, len(seen))
-            labelled = pseudo.labelled[seen.numpy()]
-            pick = np.flatnonzero(labelled)
+            seen_labels, seen_confidence = pseudo.labels[seen.numpy()], pseudo.confidence[seen.numpy()]
+            pick = np.flatnonzero(seen_labels >= 0)        # the rows of `scene_rows` that have a pseudo label
             if len(pick) > self.vlg.adapter_points_per_scene:
                 pick = rng.choice(pick, self.vlg.adapter_points_per_scene, replace=False)
-            index = torch.from_numpy(pick)
-            rows.append(scene_rows[index].half())
-            seen_labels = pseudo.labels[seen.numpy()]
-            seen_confidence = pseudo.confidence[seen.numpy()]
+            rows.append(scene_rows[torch.from_numpy(pick)].half())
             labels.append(torch.from_numpy(seen_labels[pick].astype(np.int64)))
             confidence.append(torch.from_numpy(seen_confidence[pick].astype(np.float32)))
         if not sum(len(r) for r in rows):

@@ -37,6 +37,8 @@ setup(
         "embreex>=2.17",
         "torch>=2.4",
         "tensorboard>=2.10",
+        "onnxruntime>=1.17",
+        "onnx>=1.15",
     ],
     extras_require={
         "language": [

@@ -80,22 +80,6 @@ class FusionNodeConfig:
 
 
 @dataclass
-class GroundingNodeConfig:
-    """The /ground_object service: text query in, ranked 3D boxes out."""
-
-    map_frame: str = param("map", "Frame the map (and so every answer before transforming) is expressed in.")
-    max_query_chars: int = param(1000, "Longest query accepted, in characters.", 1, 10000)
-    default_max_results: int = param(5, "Candidates returned when a request asks for 0.", 1, 100)
-    max_results_limit: int = param(50, "Upper bound on candidates per answer, whatever a request asks.", 1, 1000)
-    max_vocabulary_labels: int = param(1000, "Most labels /set_vocabulary accepts.", 1, 100000)
-    max_label_chars: int = param(200, "Longest label /set_vocabulary accepts.", 1, 10000)
-
-    def __post_init__(self) -> None:
-        if self.default_max_results > self.max_results_limit:
-            raise ConfigError("default_max_results must not exceed max_results_limit")
-
-
-@dataclass
 class LanguageConfig:
     """The language-aligned feature space: which text encoder, how labels are prompted, where embeddings cache."""
 
@@ -111,6 +95,27 @@ class LanguageConfig:
             raise ConfigError(f"encoder must be 'minilm' or 'open_clip', got {self.encoder!r}")
         if not self.templates or any(t.count("{}") != 1 for t in self.templates):
             raise ConfigError("templates must be a non-empty list, each holding '{}' exactly once")
+
+
+@dataclass
+class GroundingNodeConfig:
+    """The /ground_object service: text query in, ranked 3D boxes out."""
+
+    map_frame: str = param("map", "Frame the map (and so every answer before transforming) is expressed in.")
+    max_query_chars: int = param(1000, "Longest query accepted, in characters.", 1, 10000)
+    default_max_results: int = param(5, "Candidates returned when a request asks for 0.", 1, 100)
+    max_results_limit: int = param(50, "Upper bound on candidates per answer, whatever a request asks.", 1, 1000)
+    max_vocabulary_labels: int = param(1000, "Most labels /set_vocabulary accepts.", 1, 100000)
+    max_label_chars: int = param(200, "Longest label /set_vocabulary accepts.", 1, 10000)
+    grounder_checkpoint: str = param("default", "Distilled grounder ('default' = the shipped one; empty = rank "
+                                                "with the coarse stage only).")
+    min_class_similarity: float = param(0.2, "An answer needs an object whose class distribution gives the "
+                                             "query's target at least this much.", 0.0, 1.0)
+    language: LanguageConfig = section(LanguageConfig, "The text encoder queries are embedded with.")
+
+    def __post_init__(self) -> None:
+        if self.default_max_results > self.max_results_limit:
+            raise ConfigError("default_max_results must not exceed max_results_limit")
 
 
 @dataclass
@@ -261,6 +266,53 @@ class VLGConfig:
 
 
 @dataclass
+class GroundingConfig:
+    """Weakly supervised grounding (`ov3d train grounding`): proposals, the coarse-to-fine teacher trained on
+    (scene, sentence) pairs, and the two-stage grounder distilled from it."""
+
+    data: str = param("", "Dataset root with scanrefer/<split>.json (or --data).")
+    fused: str = param("simulated", "Fused 2D features under <data>/fused/ that label the maps proposals come from.")
+    train_split: str = param("train", "Split whose (scene, sentence) pairs train the models.")
+    top_k: int = param(8, "Candidates the coarse stage keeps for the fine stage.", 1, 1000)
+    class_weight: float = param(0.7, "Coarse stage: weight of class similarity against feature similarity.",
+                                0.0, 1.0)
+    prior_temperature: float = param(0.1, "Temperature of the coarse scores' softmax (the teacher's prior).",
+                                     1e-4, 100.0)
+    neighbours: int = param(16, "Nearest objects (by footprint gap) in each object's context.", 1, 1000)
+    door_label: str = param("door", "Class whose largest instance is the viewpoint of left / right (empty: none).")
+    dim: int = param(128, "Width of the teacher's keyword reconstructor.", 8, 4096)
+    layers: int = param(2, "Decoder layers of the keyword reconstructor.", 1, 32)
+    grounder_dim: int = param(64, "Width of the distilled (and the supervised) grounder: it answers service "
+                                  "calls, so it is smaller than its teacher.", 8, 4096)
+    heads: int = param(4, "Attention heads of both networks (must divide both widths).", 1, 64)
+    dropout: float = param(0.1, "Dropout of the keyword reconstructor.", 0.0, 0.9)
+    grounder_dropout: float = param(0.05, "Dropout of the grounder.", 0.0, 0.9)
+    min_word_count: int = param(2, "Words seen fewer times in training are <unk> for the reconstructor.", 1, 1000)
+    group_mask: float = param(0.5, "Teacher training: chance of masking each keyword group (at least one is).",
+                              0.0, 1.0)
+    random_mask: float = param(0.15, "Teacher training: chance of masking any other word.", 0.0, 1.0)
+    unmasked_weight: float = param(0.3, "Teacher training: weight of reconstructing the visible words (the masked "
+                                        "ones weigh 1 - this).", 0.0, 1.0)
+    teacher_epochs: int = param(40, "Epochs of the keyword reconstructor.", 0, 100_000)
+    grounder_epochs: int = param(40, "Epochs of the distilled (and of the fully supervised) grounder.", 0, 100_000)
+    batch_size: int = param(32, "Sentences per step.", 1, 100_000)
+    learning_rate: float = param(0.001, "AdamW learning rate of the keyword reconstructor.", 1e-7, 1.0)
+    grounder_learning_rate: float = param(0.002, "AdamW learning rate of the grounder.", 1e-7, 1.0)
+    weight_decay: float = param(0.01, "AdamW weight decay.", 0.0, 10.0)
+    distill_temperature: float = param(1.0, "Temperature of the teacher's posterior the grounder learns.",
+                                       1e-3, 100.0)
+    mil_weight: float = param(0.1, "Weight of the MIL loss (the paired scene outscores another scene's objects).",
+                              0.0, 100.0)
+    seed: int = param(0, "Seed of initialisation, masking and batch order.", 0, 2**31 - 1)
+    threads: int = param(2, "torch CPU threads.", 1, 256)
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads or self.grounder_dim % self.heads:
+            raise ConfigError(f"heads ({self.heads}) must divide dim ({self.dim}) and grounder_dim "
+                              f"({self.grounder_dim})")
+
+
+@dataclass
 class PipelineConfig:
     """Offline stages (fusion, evaluation, training): one plain YAML file of sections, `config/pipeline.yaml`."""
 
@@ -270,6 +322,7 @@ class PipelineConfig:
     student: StudentSection = section(StudentSection, "The 3D student network.")
     ggsd: GGSDConfig = section(GGSDConfig, "GGSD training.")
     vlg: VLGConfig = section(VLGConfig, "3DSS-VLG weak supervision from scene-level labels.")
+    grounding: GroundingConfig = section(GroundingConfig, "Weakly supervised 3D visual grounding.")
 
 
 def load_pipeline_config(path: str | os.PathLike | None = None) -> PipelineConfig:

@@ -1,4 +1,4 @@
-"""Grounding evaluation: instance boxes, proposal recall, Acc@IoU per eval type, and the coarse grounder."""
+"""Grounding evaluation: instance boxes, proposal recall, Acc@IoU per eval type, and the coarse stage."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +7,10 @@ import pytest
 from ov3d_ros.data.openscene import SceneCloud
 from ov3d_ros.evaluation.grounding import grounding_accuracy, instance_boxes, proposal_recall, score_case
 from ov3d_ros.geometry.boxes import OrientedBox
-from ov3d_ros.grounding.coarse import CoarseGrounder
+from ov3d_ros.grounding.grounders import QueryEncoder, coarse_matrix, coarse_ranking, prepare_scene
+from ov3d_ros.grounding.objects import SceneObjects
 from ov3d_ros.grounding.query import QueryParser
+from ov3d_ros.grounding.words import WordVectors
 
 
 def _box(x: float, size: float = 1.0) -> OrientedBox:
@@ -39,11 +41,16 @@ def test_recall_and_instance_boxes():
         instance_boxes(SceneCloud("s", xyz, np.zeros((205, 3), np.uint8)))
 
 
-def test_coarse_grounder_prefers_the_named_class_and_the_sentence_feature():
+def test_coarse_stage_prefers_the_named_class_and_the_sentence_feature():
     labels = ["chair", "table", "lamp"]
-    encode = {"the chair near the table": [1.0, 0, 0], "chair": [1.0, 0, 0]}
-    grounder = CoarseGrounder(QueryParser(labels), np.eye(3), lambda texts: np.array([encode[t] for t in texts]))
-    distributions = np.array([[0.0, 1.0, 0.0], [0.9, 0.1, 0.0], [0.9, 0.1, 0.0]])
-    features = np.array([[0, 1.0, 0], [0, 0, 1.0], [1.0, 0, 0]])
-    order, scores = grounder.rank(grounder.parser.parse("the chair near the table"), distributions, features)
-    assert order.tolist() == [2, 1, 0] and scores[0] > scores[1] > scores[2]
+    vectors = {"the chair near the table": [1.0, 0, 0], "chair": [1.0, 0, 0]}
+
+    def encode(texts):
+        return np.array([vectors.get(t, [0, 0, 1.0]) for t in texts])
+    queries = QueryEncoder(QueryParser(labels), np.eye(3), encode, WordVectors(encode))
+    objects = SceneObjects(np.zeros((3, 3)), np.ones((3, 3)), np.zeros(3),
+                           np.array([[0.0, 1.0, 0.0], [0.9, 0.1, 0.0], [0.9, 0.1, 0.0]]),
+                           np.array([[0, 1.0, 0], [0, 0, 1.0], [1.0, 0, 0]]), np.zeros((3, 3)), np.ones(3, np.int64),
+                           np.array([1, 0, 0]))
+    scores = coarse_ranking(coarse_matrix(queries("the chair near the table"), prepare_scene(objects, None, 2)), 0.7)
+    assert np.argsort(-scores).tolist() == [2, 1, 0]

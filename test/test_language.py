@@ -1,12 +1,12 @@
 """Text encoders, label parsing, the on-disk embedding cache and vocabulary classification."""
 from __future__ import annotations
 
-import hashlib
 import logging
 
 import numpy as np
 import pytest
 import torch
+from text_fakes import hash_vectors
 
 from ov3d_ros.config import LanguageConfig
 from ov3d_ros.language import vocabulary as vocabulary_module
@@ -38,8 +38,7 @@ class CountingEncoder(TextEncoder):
     def _encode(self, texts: list[str]) -> np.ndarray:
         self.calls += 1
         self.texts += texts
-        seeds = [int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") for text in texts]
-        return np.stack([np.random.default_rng(seed).standard_normal(self._dim) for seed in seeds])
+        return hash_vectors(texts, self._dim)
 
 
 @pytest.fixture(scope="module")

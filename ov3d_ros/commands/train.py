@@ -80,3 +80,20 @@ def run_train_vlg(args: argparse.Namespace) -> int:
                               f"but the config's encoder is {vocabulary.encoder_name!r}")
         _run(pipeline.guidance_trainer(adapter), out / "student", args.restart)
     return 0
+
+
+def run_train_grounding(args: argparse.Namespace) -> int:
+    from ov3d_ros.data.dataset import Dataset
+    from ov3d_ros.training.grounding import train_grounding
+
+    config = load_pipeline_config(args.config)
+    data = args.data or config.grounding.data
+    if not data:
+        raise ConfigError("no dataset: pass --data DIR or set grounding.data in the config")
+    stages = ("teacher", "distill", "supervised") if args.stage == "all" else (args.stage,)
+    out = Path(args.out)
+    written = train_grounding(Dataset(Path(data)), config, out, stages)
+    print("wrote " + ", ".join(f"{name} {path}" for name, path in written.items()) +
+          f"; logs {out}/<stage>_log.csv. Score them: ov3d eval ground --data {data} --teacher {out / 'teacher.pt'} "
+          f"--grounder {out / 'grounder.pt'} --supervised {out / 'supervised.pt'} --json {out / 'ground.json'}")
+    return 0

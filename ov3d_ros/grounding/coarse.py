@@ -7,11 +7,9 @@ them with `class_weight`; the top K go on to the fine stage.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
-from ov3d_ros.grounding.query import ParsedQuery, QueryParser
+from ov3d_ros.grounding.query import ParsedQuery
 
 
 def target_class_weights(query: ParsedQuery, class_embeddings: np.ndarray, phrase_embedding: np.ndarray | None = None,
@@ -29,14 +27,21 @@ def target_class_weights(query: ParsedQuery, class_embeddings: np.ndarray, phras
     return weights / weights.sum()
 
 
-def coarse_scores(class_weights: np.ndarray, sentence_embedding: np.ndarray, distributions: np.ndarray,
-                  features: np.ndarray, class_weight: float = 0.7) -> np.ndarray:
-    """(P,) scores in [0, 1] of P proposals with class `distributions` (P, C) and unit `features` (P, D)."""
-    if not 0.0 <= class_weight <= 1.0:
-        raise ValueError(f"class_weight must be in [0, 1], got {class_weight}")
-    class_similarity = distributions @ class_weights
+def coarse_terms(class_weights: np.ndarray, sentence_embedding: np.ndarray, distributions: np.ndarray,
+                 features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(P,) class similarities and (P,) feature similarities in [0, 1] of P proposals with class `distributions`
+    (P, C) and unit `features` (P, D)."""
     sentence = sentence_embedding / max(float(np.linalg.norm(sentence_embedding)), 1e-12)
     feature_similarity = 0.5 * (1.0 + features @ sentence) if features.size else np.zeros(len(distributions))
+    return distributions @ class_weights, feature_similarity
+
+
+def coarse_scores(class_weights: np.ndarray, sentence_embedding: np.ndarray, distributions: np.ndarray,
+                  features: np.ndarray, class_weight: float = 0.7) -> np.ndarray:
+    """(P,) scores in [0, 1]: `class_weight` of the class similarity plus the rest of the feature similarity."""
+    if not 0.0 <= class_weight <= 1.0:
+        raise ValueError(f"class_weight must be in [0, 1], got {class_weight}")
+    class_similarity, feature_similarity = coarse_terms(class_weights, sentence_embedding, distributions, features)
     return class_weight * class_similarity + (1.0 - class_weight) * feature_similarity
 
 
@@ -45,24 +50,3 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     order = np.lexsort((np.arange(len(scores)), -np.asarray(scores)))
     return order[:max(k, 0)]
 
-
-class CoarseGrounder:
-    """The coarse stage as a grounder: parse, embed, score a scene's proposals, return them best first.
-
-    `encode` maps texts to unit rows of the space the proposals' features live in (the text encoder, plus the
-    centring of a centred student's space)."""
-
-    def __init__(self, parser: QueryParser, class_embeddings: np.ndarray,
-                 encode: Callable[[list[str]], np.ndarray], class_weight: float = 0.7) -> None:
-        self.parser, self.class_embeddings, self.encode, self.class_weight = (parser, class_embeddings, encode,
-                                                                              class_weight)
-
-    def rank(self, query: ParsedQuery, distributions: np.ndarray,
-             features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(proposal indices best first, their scores) for one parsed query (`self.parser.parse`) over P
-        proposals."""
-        sentence, phrase = self.encode([query.text, query.target_phrase or query.text])
-        weights = target_class_weights(query, self.class_embeddings, phrase)
-        scores = coarse_scores(weights, sentence, distributions, features, self.class_weight)
-        order = top_k(scores, len(scores))
-        return order, scores[order]

@@ -1,12 +1,24 @@
-"""The grounding engine the /ground_object service calls: validates queries and ranks the map's objects."""
+"""The grounding engine the /ground_object service calls: validates a query, ranks the map's objects with the
+distilled two-stage grounder (or the coarse stage when no grounder is loaded) and answers with boxes, scores and,
+when nothing matches, a reason. Query embeddings are cached; the map's objects are prepared once per update.
+"""
 from __future__ import annotations
 
 import re
 import threading
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
+
+from ov3d_ros.grounding.grounders import (DistilledGrounder, PreparedScene, QueryEncoder, coarse_matrix,
+                                          coarse_ranking, load_grounding_model, prepare_scene)
+from ov3d_ros.grounding.objects import SceneObjects
+from ov3d_ros.grounding.query import QueryParser
+from ov3d_ros.grounding.words import WordVectors
+from ov3d_ros.language.vocabulary import Vocabulary
 
 
 class QueryError(ValueError):
@@ -53,37 +65,119 @@ def validate_query(query: object, max_chars: int) -> str:
     return text
 
 
-class GroundingEngine:
-    """Holds the current objects of the map and answers queries against them. Thread-safe."""
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the engine prepares objects and decides that nothing matches."""
 
-    def __init__(self, max_query_chars: int = 1000) -> None:
-        self.max_query_chars = max_query_chars
-        self._objects: tuple[MapObject, ...] = ()
+    class_weight: float = 0.7          # coarse stage: class vs feature similarity
+    neighbours: int = 16               # context objects per object (as the grounder was trained)
+    door_label: str = "door"           # viewpoint of left / right ("" = the map's x axis)
+    min_class_similarity: float = 0.2  # below this for every object, the query's target is not in the map
+    max_query_chars: int = 1000
+    query_cache: int = 1024            # queries whose embeddings are kept
+
+
+@dataclass(frozen=True, eq=False)
+class _MapState:
+    scene: PreparedScene
+    labels: tuple[str, ...]
+    instance_ids: np.ndarray
+    queries: QueryEncoder
+
+
+def yaw_quaternion(yaw: float) -> np.ndarray:
+    """(x, y, z, w) of a rotation by `yaw` about z."""
+    return np.array([0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)])
+
+
+class GroundingEngine:
+    """Holds the map's objects and answers queries against them. Thread-safe: `set_map` swaps the state that
+    `ground` reads.
+
+    `encode` maps texts to unit rows of the text space (the text encoder); `offset`, when the map's features are
+    centred on a mean text embedding, is that embedding. `grounder` is the distilled model; None ranks with the
+    coarse stage."""
+
+    def __init__(self, encode: Callable[[list[str]], np.ndarray], grounder: DistilledGrounder | None = None,
+                 settings: EngineSettings = EngineSettings(), offset: np.ndarray | None = None) -> None:
+        self.encode, self.grounder, self.settings, self.offset = encode, grounder, settings, offset
+        self._words = WordVectors(encode)
+        self._state: _MapState | None = None
         self._lock = threading.Lock()
 
-    def set_objects(self, objects: list[MapObject]) -> None:
-        """Replace the map's objects (called whenever the semantic map is re-segmented)."""
+    def set_map(self, objects: SceneObjects, vocabulary: Vocabulary, instance_ids: Sequence[int] | None = None) -> None:
+        """Replace the map's objects. `vocabulary` is the one their class distributions are over (the
+        segmentation's current one; its synonyms extend the parser). `instance_ids` default to 0..P-1."""
+        labels = vocabulary.labels
+        if objects.distributions.shape[1] != len(labels):
+            raise ValueError(f"the objects' class distributions are over {objects.distributions.shape[1]} classes, "
+                             f"the vocabulary has {len(labels)}")
+        ids = np.arange(len(objects)) if instance_ids is None else np.asarray(instance_ids, np.int64)
+        if len(ids) != len(objects):
+            raise ValueError(f"{len(ids)} instance ids for {len(objects)} objects")
+        door = self.settings.door_label
+        scene = prepare_scene(objects, labels.index(door) if door in labels else None, self.settings.neighbours)
+        current = self._state
+        queries = current.queries if current is not None and current.labels == labels else \
+            QueryEncoder(QueryParser(labels, vocabulary.synonyms), vocabulary.label_embeddings, self.encode,
+                         self._words, self.offset, self.settings.query_cache)
         with self._lock:
-            self._objects = tuple(objects)
+            if self.grounder is not None:
+                self.grounder.prepare(scene)          # the map's encoding, before the first query needs it
+            self._state = _MapState(scene, labels, ids, queries)
 
     @property
     def object_count(self) -> int:
-        return len(self._objects)
+        state = self._state
+        return 0 if state is None else len(state.scene.objects)
 
     def ground(self, query: object, max_results: int) -> GroundingAnswer:
-        """Answer one query; never raises for bad input, the answer carries the reason instead."""
+        """Answer one query, candidates best first; never raises for bad input, the answer carries the reason."""
         try:
-            text = validate_query(query, self.max_query_chars)
+            text = validate_query(query, self.settings.max_query_chars)
         except QueryError as exc:
             return GroundingAnswer(False, str(exc))
-        with self._lock:
-            objects = self._objects
-        if not objects:
+        state = self._state
+        if state is None or not len(state.scene.objects):
             return GroundingAnswer(False, "map is empty: no objects have been mapped yet")
-        words = set(re.findall(r"\w+", text.lower()))
-        matches = [o for o in objects if set(o.label.lower().split()) <= words]
-        if not matches:
-            known = sorted({o.label for o in objects})
-            return GroundingAnswer(False, f"no object in the map matches '{text}'; mapped labels: {', '.join(known)}")
-        matches.sort(key=lambda o: o.score, reverse=True)
-        return GroundingAnswer(True, f"{len(matches)} candidate(s)", tuple(matches[:max_results]))
+        with self._lock:                       # the query and map caches are shared between callers
+            context = state.queries(text)
+            scene = state.scene
+            coarse = coarse_matrix(context, scene)
+            if coarse[:, 0].max() < self.settings.min_class_similarity:
+                wanted = context.parsed.target_phrase or text
+                mapped = ", ".join(sorted({state.labels[i] for i in scene.objects.labels}))
+                return GroundingAnswer(False, f"nothing in the map looks like '{wanted}'; mapped labels: {mapped}")
+            if self.grounder is not None:
+                logits = self.grounder.scores(context, scene, coarse)
+                scores = np.exp(logits - logits.max())
+                scores /= scores.sum()
+            else:
+                scores = coarse_ranking(coarse, self.settings.class_weight)
+        order = np.lexsort((np.arange(len(scores)), -scores))[:max(int(max_results), 1)]
+        objects = scene.objects
+        candidates = tuple(MapObject(int(state.instance_ids[i]), state.labels[int(objects.labels[i])],
+                                     float(scores[i]), objects.centres[i].copy(), objects.sizes[i].copy(),
+                                     yaw_quaternion(float(objects.yaws[i]))) for i in order)
+        return GroundingAnswer(True, f"{len(candidates)} candidate(s) for '{context.parsed.target_phrase or text}'",
+                               candidates)
+
+
+def default_grounder_path() -> Path:
+    """The shipped distilled grounder (MiniLM text space), inside the package."""
+    return Path(__file__).resolve().parent.parent / "weights" / "grounder_default.pt"
+
+
+def load_engine(encode: Callable[[list[str]], np.ndarray], checkpoint: str | Path | None,
+                settings: EngineSettings = EngineSettings(), offset: np.ndarray | None = None) -> GroundingEngine:
+    """An engine with the distilled grounder of `checkpoint` ('default' = the shipped one; None or '' = the coarse
+    stage only), preparing objects as that grounder was trained (its neighbours, class weight and door label)."""
+    if not checkpoint:
+        return GroundingEngine(encode, None, settings, offset)
+    resolved = default_grounder_path() if str(checkpoint) == "default" else Path(checkpoint)
+    model, content = load_grounding_model(resolved, "grounder")
+    trained = content["settings"]
+    settings = replace(settings, class_weight=float(trained["class_weight"]), neighbours=int(trained["neighbours"]),
+                       door_label=str(trained["door_label"]))
+    return GroundingEngine(encode, DistilledGrounder(model), settings, offset)
+

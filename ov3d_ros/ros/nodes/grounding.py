@@ -10,7 +10,8 @@ from ov3d_interfaces.srv import GroundObject
 from rclpy.node import Node
 
 from ov3d_ros.config import GroundingNodeConfig
-from ov3d_ros.grounding.engine import GroundingAnswer, GroundingEngine, MapObject
+from ov3d_ros.grounding.engine import EngineSettings, GroundingAnswer, MapObject, load_engine
+from ov3d_ros.language.encoders import build_text_encoder
 from ov3d_ros.ros.drops import DropCounter
 from ov3d_ros.ros.params import declare_config
 
@@ -22,7 +23,10 @@ class GroundingNode(Node):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(self.NODE_NAME, **node_kwargs)
         self.config = declare_config(self, GroundingNodeConfig)
-        self.engine = GroundingEngine(max_query_chars=self.config.max_query_chars)
+        encoder = build_text_encoder(self.config.language)      # the model itself loads at the first query
+        self.engine = load_engine(encoder.encode, self.config.grounder_checkpoint,
+                                  EngineSettings(min_class_similarity=self.config.min_class_similarity,
+                                                 max_query_chars=self.config.max_query_chars))
         self.drops = DropCounter(self.get_logger())
         self.service = self.create_service(GroundObject, "/ground_object", self.on_ground_object)
         self.get_logger().info("serving /ground_object")

@@ -42,7 +42,8 @@ def test_planned_verbs_name_their_issue(words, issue, capsys):
 
 @pytest.mark.parametrize("words", [["eval", "seg"], ["bench", "fusion"], ["bench", "text"], ["bench", "teacher-noise"],
                                    ["bench", "ggsd-ablation"], ["bench", "student"], ["bench", "vlg"],
-                                   ["bench", "superpoints"], ["eval", "ground"], ["train", "ggsd"], ["train", "distill"], ["train", "vlg"],
+                                   ["bench", "superpoints"], ["bench", "grounding"], ["eval", "ground"],
+                                   ["train", "ggsd"], ["train", "distill"], ["train", "vlg"], ["train", "grounding"],
                                    ["fuse"], ["synth"]])
 def test_built_subverbs_have_help(words, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -64,3 +65,15 @@ def test_replay_of_a_missing_bag_is_one_readable_line(tmp_path):
     result = run("replay", str(tmp_path / "nothing"))
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "not found" in result.stderr
+
+
+def test_train_grounding_without_data_is_one_readable_line(tmp_path):
+    result = run("train", "grounding", "--out", str(tmp_path / "run"))
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "no dataset" in result.stderr
+
+
+def test_bench_grounding_refuses_a_missing_checkpoint(tmp_path):
+    result = run("bench", "grounding", "--checkpoint", str(tmp_path / "none.pt"), "--queries", "5")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "no such grounding checkpoint" in result.stderr

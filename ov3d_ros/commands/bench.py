@@ -295,10 +295,10 @@ def run_bench_grounding(args: argparse.Namespace) -> int:
         raise ValueError("--objects and --queries must be positive")
     config = load_pipeline_config(args.config)
     encoder = build_text_encoder(config.language)
+    engine = load_engine(encoder.encode, None if args.checkpoint == "coarse" else args.checkpoint)
     vocabulary = Vocabulary.build([f"{c.name}: {', '.join(c.synonyms)}" if c.synonyms else c.name
                                    for c in CATEGORIES], encoder, config.language.templates,
                                   EmbeddingCache(default_cache_dir(config.language)))
-    engine = load_engine(encoder.encode, None if args.checkpoint == "coarse" else args.checkpoint)
     result = run_grounding_benchmark(engine, vocabulary, args.objects, args.queries, args.seed)
     print(f"grounding engine ({result['ranker']}), {args.objects} objects, {args.queries} distinct queries, "
           f"1 thread; {result['unanswered']} unanswered")

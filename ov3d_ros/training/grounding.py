@@ -59,6 +59,8 @@ class GroundingExample:
 
 @dataclass(frozen=True, eq=False)
 class GroundingData:
+    """A split ready for grounding: each scene's prepared objects and every description as an example."""
+
     scene_ids: list[str]
     scenes: list[PreparedScene]
     examples: list[GroundingExample]

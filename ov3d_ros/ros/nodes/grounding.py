@@ -15,6 +15,7 @@ from ov3d_ros.language.encoders import build_text_encoder
 from ov3d_ros.ros.drops import DropCounter
 from ov3d_ros.ros.params import declare_config
 
+
 class GroundingNode(Node):
     """Answers /ground_object; every bad request gets success=false and a reason, never an exception."""
 

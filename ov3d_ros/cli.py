@@ -79,11 +79,11 @@ def _planned(name: str, issue: int) -> Handler:
     return run
 
 
-def _add_planned(verbs: argparse._SubParsersAction, name: str, full_name: str, text: str, issue: int) -> None:
+def _add_planned(verbs: argparse._SubParsersAction, name: str, text: str, issue: int) -> None:
     sub = verbs.add_parser(name, help=f"{text} (issue #{issue})",
                            description=f"{text}. Not built yet: issue #{issue} brings it.")
     sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    sub.set_defaults(run=_planned(full_name, issue))
+    sub.set_defaults(run=_planned(name, issue))
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     text.set_defaults(run=lambda args: _bench("run_bench_text", args))
 
     for verb, (text, issue) in PLANNED.items():
-        _add_planned(verbs, verb, verb, text, issue)
+        _add_planned(verbs, verb, text, issue)
     return parser
 
 

@@ -19,12 +19,14 @@ from ov3d_ros.grounding.objects import ABSOLUTE_FEATURES, PAIR_FEATURES
 
 @dataclass(frozen=True)
 class GroundingModelConfig:
+    """Shape of either network (stored in its checkpoint)."""
+
     feature_dim: int = 384        # the text space's dimension (object features and word vectors)
-    dim: int = 128
-    heads: int = 4
-    layers: int = 2
+    dim: int = 128                # token width
+    heads: int = 4                # attention heads (divide dim)
+    layers: int = 2               # decoder layers of the keyword reconstructor (the grounder has one matcher)
     dropout: float = 0.1
-    max_words: int = 48
+    max_words: int = 48           # longer sentences are cut
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -66,12 +66,12 @@ def run_bench_text(args: argparse.Namespace) -> int:
     import time
 
     from ov3d_ros.config import load_pipeline_config
-    from ov3d_ros.data.synthetic.categories import CATEGORIES
+    from ov3d_ros.data.synthetic.categories import CATEGORIES, label_entries
     from ov3d_ros.language.encoders import build_text_encoder
     from ov3d_ros.language.vocabulary import EmbeddingCache, Vocabulary
 
     config = load_pipeline_config(args.config)
-    entries = [f"{c.name}: {', '.join(c.synonyms)}" for c in CATEGORIES]
+    entries = label_entries()
     texts = sum(1 + len(c.synonyms) for c in CATEGORIES)
     encoder = build_text_encoder(config.language)
     start = time.perf_counter()
@@ -285,7 +285,7 @@ def run_bench_student(args: argparse.Namespace) -> int:
 def run_bench_grounding(args: argparse.Namespace) -> int:
     """Latency percentiles of the grounding engine for a map of --objects objects, one thread."""
     from ov3d_ros.config import load_pipeline_config
-    from ov3d_ros.data.synthetic.categories import CATEGORIES
+    from ov3d_ros.data.synthetic.categories import label_entries
     from ov3d_ros.evaluation.bench_grounding import run_grounding_benchmark
     from ov3d_ros.grounding.engine import load_engine
     from ov3d_ros.language.encoders import build_text_encoder
@@ -296,8 +296,7 @@ def run_bench_grounding(args: argparse.Namespace) -> int:
     config = load_pipeline_config(args.config)
     encoder = build_text_encoder(config.language)
     engine = load_engine(encoder.encode, None if args.checkpoint == "coarse" else args.checkpoint)
-    vocabulary = Vocabulary.build([f"{c.name}: {', '.join(c.synonyms)}" if c.synonyms else c.name
-                                   for c in CATEGORIES], encoder, config.language.templates,
+    vocabulary = Vocabulary.build(label_entries(), encoder, config.language.templates,
                                   EmbeddingCache(default_cache_dir(config.language)))
     result = run_grounding_benchmark(engine, vocabulary, args.objects, args.queries, args.seed)
     print(f"grounding engine ({result['ranker']}), {args.objects} objects, {args.queries} distinct queries, "

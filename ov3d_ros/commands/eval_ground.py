@@ -14,8 +14,9 @@ from tqdm import tqdm
 
 from ov3d_ros.config import ConfigError, load_pipeline_config
 from ov3d_ros.data.dataset import Dataset
-from ov3d_ros.evaluation.grounding import GroundingCase, grounding_accuracy, score_case
+from ov3d_ros.evaluation.grounding import grounding_accuracy, score_case
 from ov3d_ros.evaluation.reports import write_json
+from ov3d_ros.grounding.engine import resolve_grounder_path
 from ov3d_ros.grounding.grounders import DistilledGrounder, coarse_ranking, load_grounding_model
 from ov3d_ros.training.grounding import GroundingData, GroundingExample, grounding_setup, load_grounding_data, \
     teacher_from
@@ -53,23 +54,20 @@ def _pickers(args: argparse.Namespace, data: GroundingData,
     runtimes = {}
     for name, path in (("distilled grounder", args.grounder), ("fully supervised grounder", args.supervised)):
         if path:
-            grounder = DistilledGrounder(load_grounding_model(_grounder_path(path), "grounder")[0])
+            grounder = DistilledGrounder(load_grounding_model(resolve_grounder_path(path), "grounder")[0])
             pickers[name] = _grounder_picker(grounder, data)
             runtimes[name] = grounder.runtime
     return pickers, runtimes
 
 
-def _time_per_query(pick: Picker, data: GroundingData) -> float:
-    """Mean ms per query of a picker over the split's examples."""
-    start = time.perf_counter()
-    for example in data.examples:
-        pick(example)
-    return 1000.0 * (time.perf_counter() - start) / max(len(data.examples), 1)
-
-
-def _grounder_path(path: str) -> Path:
-    from ov3d_ros.grounding.engine import default_grounder_path
-    return default_grounder_path() if path == "default" else Path(path)
+def _run_picker(pick: Picker, data: GroundingData, name: str) -> tuple[list[int | None], float]:
+    """A picker's choice for every example of the split, and its mean ms per query (the choosing only)."""
+    choices, elapsed = [], 0.0
+    for example in tqdm(data.examples, desc=name, unit="query", leave=False):
+        start = time.perf_counter()
+        choices.append(pick(example))
+        elapsed += time.perf_counter() - start
+    return choices, 1000.0 * elapsed / max(len(data.examples), 1)
 
 
 def _grounder_picker(grounder: DistilledGrounder, data: GroundingData) -> Picker:
@@ -95,16 +93,10 @@ def run_eval_ground(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)                   # per-query times on one core, as a service answers
     table, timing = {}, {}
     for name, pick in pickers.items():
-        cases: list[GroundingCase] = []
-        elapsed = 0.0
-        for example in tqdm(data.examples, desc=name, unit="query", leave=False):
-            start = time.perf_counter()
-            chosen = pick(example)
-            elapsed += time.perf_counter() - start
-            box = data.scenes[example.scene].objects.boxes[chosen] if chosen is not None else None
-            cases.append(score_case(example.eval_type, box, example.target))
-        table[name] = grounding_accuracy(cases)
-        timing[name] = 1000.0 * elapsed / max(len(data.examples), 1)
+        choices, timing[name] = _run_picker(pick, data, name)
+        table[name] = grounding_accuracy([
+            score_case(example.eval_type, None if chosen is None else data.scenes[example.scene].objects.boxes[chosen],
+                       example.target) for example, chosen in zip(data.examples, choices)])
     recall = data.recall
     print(f"grounding on {args.split}: {len(data.scenes)} scenes, {len(data.examples)} expressions; map: {args.map}; "
           f"proposal recall of the targets " + ", ".join(f"{k} {100 * v:.1f}" for k, v in recall.items()))
@@ -117,8 +109,9 @@ def run_eval_ground(args: argparse.Namespace) -> int:
               "note": "ms/query: ranking one query's objects on one thread of this machine (query embeddings "
                       "precomputed)"}
     if args.grounder:
-        eager = DistilledGrounder(load_grounding_model(_grounder_path(args.grounder), "grounder")[0], "torch")
-        timing["distilled grounder in PyTorch eager"] = _time_per_query(_grounder_picker(eager, data), data)
+        eager = DistilledGrounder(load_grounding_model(resolve_grounder_path(args.grounder), "grounder")[0], "torch")
+        timing["distilled grounder in PyTorch eager"] = _run_picker(_grounder_picker(eager, data), data,
+                                                                    "distilled grounder in PyTorch eager")[1]
         print(f"distilled grounder: {timing['distilled grounder']:.2f} ms/query in {runtimes['distilled grounder']}, "
               f"{timing['distilled grounder in PyTorch eager']:.2f} in PyTorch eager")
     if "coarse-to-fine teacher" in timing and "distilled grounder" in timing:

@@ -27,9 +27,19 @@ def instance_boxes(cloud: SceneCloud, min_points: int = MIN_INSTANCE_POINTS) -> 
 def proposal_recall(truth: Sequence[OrientedBox], proposals: Sequence[OrientedBox],
                     thresholds: Iterable[float] = THRESHOLDS) -> dict[str, float]:
     """Share of the ground-truth boxes that some proposal overlaps with IoU >= each threshold."""
-    best = iou_matrix(list(truth), list(proposals)).max(axis=1) if len(truth) and len(proposals) else \
-        np.zeros(len(truth))
-    return {f"recall@{t}": float((best >= t).mean()) if len(truth) else float("nan") for t in thresholds}
+    return recall_from_overlap(truth_overlap(truth, proposals), thresholds)
+
+
+def truth_overlap(truth: Sequence[OrientedBox], proposals: Sequence[OrientedBox]) -> np.ndarray:
+    """(T, P) IoU of every ground-truth box with every proposal."""
+    return iou_matrix(list(truth), list(proposals)) if len(truth) and len(proposals) else \
+        np.zeros((len(truth), len(proposals)))
+
+
+def recall_from_overlap(overlap: np.ndarray, thresholds: Iterable[float] = THRESHOLDS) -> dict[str, float]:
+    """`proposal_recall` from a `truth_overlap` matrix."""
+    best = overlap.max(axis=1) if overlap.shape[1] else np.zeros(len(overlap))
+    return {f"recall@{t}": float((best >= t).mean()) if len(overlap) else float("nan") for t in thresholds}
 
 
 @dataclass(frozen=True)

@@ -168,14 +168,18 @@ def default_grounder_path() -> Path:
     return Path(__file__).resolve().parent.parent / "weights" / "grounder_default.pt"
 
 
+def resolve_grounder_path(path: str | Path) -> Path:
+    """`default` names the shipped grounder; anything else is a path."""
+    return default_grounder_path() if str(path) == "default" else Path(path)
+
+
 def load_engine(encode: Callable[[list[str]], np.ndarray], checkpoint: str | Path | None,
                 settings: EngineSettings = EngineSettings(), offset: np.ndarray | None = None) -> GroundingEngine:
     """An engine with the distilled grounder of `checkpoint` ('default' = the shipped one; None or '' = the coarse
     stage only), preparing objects as that grounder was trained (its neighbours, class weight and door label)."""
     if not checkpoint:
         return GroundingEngine(encode, None, settings, offset)
-    resolved = default_grounder_path() if str(checkpoint) == "default" else Path(checkpoint)
-    model, content = load_grounding_model(resolved, "grounder")
+    model, content = load_grounding_model(resolve_grounder_path(checkpoint), "grounder")
     trained = content["settings"]
     settings = replace(settings, class_weight=float(trained["class_weight"]), neighbours=int(trained["neighbours"]),
                        door_label=str(trained["door_label"]))

@@ -5,20 +5,22 @@ Batching lives here too, so training and inference build the networks' inputs th
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from scipy.special import log_softmax
 
 from ov3d_ros.files import load_torch_checkpoint, save_torch
+from ov3d_ros.grounding.cache import LruCache
 from ov3d_ros.grounding.coarse import coarse_terms, target_class_weights
 from ov3d_ros.grounding.objects import Neighbourhoods, SceneObjects, neighbourhoods, object_inputs, view_frame
 from ov3d_ros.grounding.query import ParsedQuery, QueryParser
 from ov3d_ros.grounding.runtime import onnx_runner
 from ov3d_ros.grounding.words import WordVectors, word_ids
+from ov3d_ros.language.vocabulary import shift_rows
 from ov3d_ros.models.grounding import (GroundingModelConfig, KeywordReconstructor, MapEncoding, TwoStageGrounder,
                                        reconstruction_nll)
 
@@ -54,19 +56,16 @@ class QueryEncoder:
     def __init__(self, parser: QueryParser, class_embeddings: np.ndarray, encode: Callable[[list[str]], np.ndarray],
                  words: WordVectors, offset: np.ndarray | None = None, capacity: int = 1024) -> None:
         self.parser, self.class_embeddings, self.encode, self.words = parser, class_embeddings, encode, words
-        self.offset, self.capacity = offset, capacity
-        self._cache: OrderedDict[str, QueryContext] = OrderedDict()
+        self.offset = offset
+        self._cache: LruCache[str, QueryContext] = LruCache(capacity)
 
     def _space(self, rows: np.ndarray) -> np.ndarray:
-        if self.offset is None:
-            return rows
-        shifted = rows - self.offset
-        return shifted / np.maximum(np.linalg.norm(shifted, axis=-1, keepdims=True), 1e-12)
+        return rows if self.offset is None else shift_rows(rows, self.offset)
 
     def __call__(self, text: str) -> QueryContext:
-        if text in self._cache:
-            self._cache.move_to_end(text)
-            return self._cache[text]
+        return self._cache.get_or_compute(text, lambda: self._context(text))
+
+    def _context(self, text: str) -> QueryContext:
         parsed = self.parser.parse(text)
         tokens = list(parsed.tokens) or ["?"]
         texts = [parsed.text] + ([parsed.target_phrase] if parsed.target is None and parsed.target_phrase else [])
@@ -74,12 +73,8 @@ class QueryEncoder:
         rows = self.encode(texts + new_words)
         self.words.store(new_words, rows[len(texts):])
         phrase = self._space(rows[1]) if len(texts) > 1 else None
-        context = QueryContext(parsed, self._space(rows[0]),
-                               target_class_weights(parsed, self.class_embeddings, phrase), self.words(tokens))
-        self._cache[text] = context
-        while len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
-        return context
+        return QueryContext(parsed, self._space(rows[0]), target_class_weights(parsed, self.class_embeddings, phrase),
+                            self.words(tokens))
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,18 +170,15 @@ class _SceneCache:
     """The last few scenes' sentence-independent encodings (maps change far less often than queries come)."""
 
     def __init__(self, compute: Callable[[PreparedScene], Any], capacity: int = 16) -> None:
-        self.compute, self.capacity = compute, capacity
-        self._entries: OrderedDict[int, tuple[PreparedScene, Any]] = OrderedDict()
+        self.compute = compute
+        self._entries: LruCache[int, tuple[PreparedScene, Any]] = LruCache(capacity)   # keeps the scene alive
 
     def __call__(self, scene: PreparedScene) -> Any:
-        key = id(scene)
-        if key in self._entries and self._entries[key][0] is scene:
-            self._entries.move_to_end(key)
-            return self._entries[key][1]
+        entry = self._entries.get(id(scene))
+        if entry is not None and entry[0] is scene:
+            return entry[1]
         value = self.compute(scene)
-        self._entries[key] = (scene, value)
-        while len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+        self._entries.put(id(scene), (scene, value))
         return value
 
 
@@ -286,8 +278,7 @@ class CoarseToFineTeacher:
         """(K,) the coarse stage's best objects and (K,) their log prior (log-softmax of the coarse scores)."""
         scores = coarse_ranking(coarse_matrix(query, scene), self.class_weight)
         order = np.lexsort((np.arange(len(scores)), -scores))[:self.top_k]
-        logits = scores[order] / self.prior_temperature
-        return order, logits - np.log(np.exp(logits - logits.max()).sum()) - logits.max()
+        return order, log_softmax(scores[order] / self.prior_temperature)
 
     @torch.inference_mode()
     def posterior(self, query: QueryContext, scene: PreparedScene) -> tuple[np.ndarray, np.ndarray]:
@@ -304,9 +295,9 @@ class CoarseToFineTeacher:
             masks[g, [p for p in group if p < length]] = True
         rows = torch.from_numpy(candidates).repeat_interleave(len(groups))
         count = len(rows)
-        logits = self.model(words.expand(count, -1, -1), masks.repeat(len(candidates), 1),
-                            word_padding.expand(count, -1), memory[rows], padding[rows])
+        masked = masks.repeat(len(candidates), 1)
+        logits = self.model(words.expand(count, -1, -1), masked, word_padding.expand(count, -1), memory[rows],
+                            padding[rows])
         targets = torch.from_numpy(word_ids(query.parsed.tokens[:length], self.word_index)).expand(count, -1)
-        nll = reconstruction_nll(logits, targets, masks.repeat(len(candidates), 1).float())
-        joint = log_prior - nll.view(len(candidates), len(groups)).sum(dim=1).numpy()
-        return candidates, joint - np.log(np.exp(joint - joint.max()).sum()) - joint.max()
+        nll = reconstruction_nll(logits, targets, masked.float())
+        return candidates, log_softmax(log_prior - nll.view(len(candidates), len(groups)).sum(dim=1).numpy())

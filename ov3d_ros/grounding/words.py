@@ -2,10 +2,12 @@
 closed word list the keyword reconstructor predicts over."""
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
+
+from ov3d_ros.grounding.cache import LruCache
 
 UNKNOWN = "<unk>"
 
@@ -14,8 +16,8 @@ class WordVectors:
     """`encode` (texts -> unit rows) applied to single words, with an LRU cache of `capacity` words."""
 
     def __init__(self, encode: Callable[[list[str]], np.ndarray], capacity: int = 50_000) -> None:
-        self.encode, self.capacity = encode, capacity
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.encode = encode
+        self._cache: LruCache[str, np.ndarray] = LruCache(capacity)
 
     def missing(self, tokens: Sequence[str]) -> list[str]:
         """The distinct tokens not cached, sorted."""
@@ -24,19 +26,14 @@ class WordVectors:
     def store(self, words: Sequence[str], rows: np.ndarray) -> None:
         """Cache rows the caller encoded (to share one encoder call with other texts)."""
         for word, row in zip(words, rows):
-            self._cache[word] = np.asarray(row, np.float32)
+            self._cache.put(word, np.asarray(row, np.float32))
 
     def __call__(self, tokens: Sequence[str]) -> np.ndarray:
         """(len(tokens), D) float32 rows."""
         missing = self.missing(tokens)
         if missing:
             self.store(missing, self.encode(missing))
-        rows = []
-        for token in tokens:
-            self._cache.move_to_end(token)
-            rows.append(self._cache[token])
-        while len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
+        rows = [self._cache.get(token) for token in tokens]
         return np.stack(rows) if rows else np.zeros((0, 0), np.float32)
 
 

@@ -172,6 +172,12 @@ def _check_templates(templates: Iterable[str]) -> list[str]:
     return templates
 
 
+def shift_rows(rows: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Unit rows moved by `-offset` and re-normalised (float32): embeddings in a centred text space."""
+    moved = rows - np.asarray(offset, dtype=rows.dtype)
+    return (moved / np.maximum(np.linalg.norm(moved, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 @dataclass(frozen=True, eq=False)
 class Vocabulary:
     """Labels (with synonyms) embedded in an encoder's space.
@@ -225,11 +231,8 @@ class Vocabulary:
     def centred(self, offset: np.ndarray) -> Vocabulary:
         """The same vocabulary in a text space shifted by `-offset` (rows re-normalised): the space of a student
         trained with a centred text space (its checkpoint stores the offset)."""
-        def shift(rows: np.ndarray) -> np.ndarray:
-            moved = rows - np.asarray(offset, dtype=rows.dtype)
-            return (moved / np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-        return dataclasses.replace(self, label_embeddings=shift(self.label_embeddings),
-                                   text_embeddings=shift(self.text_embeddings))
+        return dataclasses.replace(self, label_embeddings=shift_rows(self.label_embeddings, offset),
+                                   text_embeddings=shift_rows(self.text_embeddings, offset))
 
     def index(self, label_or_synonym: str) -> int:
         """Index of a label, case-insensitive; a synonym gives its label. KeyError suggests the nearest name."""

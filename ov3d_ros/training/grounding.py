@@ -22,15 +22,16 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import softmax
 from tqdm import tqdm
 
 from ov3d_ros.config import ConfigError, GroundingConfig, PipelineConfig
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.openscene import DataError
 from ov3d_ros.data.scanrefer import read_scanrefer
-from ov3d_ros.evaluation.grounding import instance_boxes, proposal_recall
+from ov3d_ros.evaluation.grounding import instance_boxes, recall_from_overlap, truth_overlap
 from ov3d_ros.evaluation.segmentation import FeatureSource, checkpoint_source, dataset_vocabulary, fused_source
-from ov3d_ros.geometry.boxes import OrientedBox, iou_matrix
+from ov3d_ros.geometry.boxes import OrientedBox
 from ov3d_ros.grounding.grounders import (CoarseToFineTeacher, PreparedScene, QueryContext, QueryEncoder,
                                           coarse_matrix, grounder_batch, prepare_scene, reconstruction_batch,
                                           load_grounding_model, run_grounder, save_grounding_model)
@@ -114,15 +115,12 @@ def load_grounding_data(dataset: Dataset, split: str, setup: GroundingSetup, nei
         truth = instance_boxes(cloud)
         here = [e for e in expressions if e.scene_id == scene_id]
         targets = [truth.get(e.object_id) for e in here]
-        recalls.append(proposal_recall([t for t in targets if t is not None], objects.boxes))
-        overlap = iou_matrix([t for t in targets if t is not None], objects.boxes) if len(objects) else None
-        row = 0
+        overlap = truth_overlap([t for t in targets if t is not None], objects.boxes)
+        recalls.append(recall_from_overlap(overlap))
+        rows = iter(overlap)
         for expression, target in zip(here, targets):
-            best = -1
-            if target is not None and overlap is not None:
-                if overlap[row].max() >= SUPERVISED_MIN_IOU:
-                    best = int(overlap[row].argmax())
-                row += 1
+            row = next(rows) if target is not None else np.zeros(0)
+            best = int(row.argmax()) if len(row) and row.max() >= SUPERVISED_MIN_IOU else -1
             query = setup.queries(expression.description)
             examples.append(GroundingExample(index, query, coarse_matrix(query, scene),
                                              expression.eval_type or "unknown", target, best))
@@ -251,8 +249,7 @@ class GroundingTrainer:
         for i, example in enumerate(tqdm(self.data.examples, desc="teacher labels", unit="sentence",
                                          disable=not self.progress)):
             chosen, log_posterior = teacher.posterior(example.query, self.data.scenes[example.scene])
-            weights = np.exp((log_posterior - log_posterior.max()) / self.config.distill_temperature)
-            out[int(i)] = (chosen, weights / weights.sum())
+            out[i] = (chosen, softmax(log_posterior / self.config.distill_temperature))
         return out
 
     def train_grounder(self, targets: Mapping[int, tuple[np.ndarray, np.ndarray]] | None,

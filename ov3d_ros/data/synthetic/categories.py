@@ -336,6 +336,11 @@ SCANNET20: tuple[str, ...] = CLASS_NAMES[:20]
 _INDEX: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
 
 
+def label_entries() -> list[str]:
+    """Every category as a vocabulary entry, 'name: synonym, synonym' (`language.vocabulary` parses them)."""
+    return [f"{c.name}: {', '.join(c.synonyms)}" for c in CATEGORIES]
+
+
 def class_index(name: str) -> int:
     """The class index (label value) of a canonical category name; raises KeyError for unknown names."""
     return _INDEX[name]

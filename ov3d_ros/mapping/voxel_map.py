@@ -3,19 +3,29 @@
 Memory is bounded by `max_voxels`. Eviction policy: when an integration leaves more voxels than the budget, the
 voxels seen longest ago are removed first, and among equally old ones those with the fewest observations, so
 the area around the robot and well-observed structure survive a long run.
+
+`save` / `load` write and read the whole map as one `.npz` file (atomically), so a node restarted after a crash
+resumes where its last snapshot left it.
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
 
+from ov3d_ros.files import atomic_path
 from ov3d_ros.geometry.voxels import pack_coords, unpack_keys, voxel_coords
 from ov3d_ros.mapping.sensor_points import PointBatch
 from ov3d_ros.messages.pointcloud import pack_rgb
 
 MAP_POINT_DTYPE = np.dtype([("x", np.float32), ("y", np.float32), ("z", np.float32), ("rgb", np.float32),
                             ("count", np.uint32)])
+SNAPSHOT_FORMAT = "ov3d-voxel-map-1"
+
+
+class MapFileError(ValueError):
+    """A map file is missing, unreadable or does not fit this map."""
 
 
 class VoxelMap:
@@ -27,6 +37,8 @@ class VoxelMap:
         self.voxel_size = float(voxel_size)
         self.max_voxels = int(max_voxels)
         self.evicted = 0
+        self.version = 0              # increases with every change of the map's content
+        self.newest_stamp_ns = 0      # stamp of the newest reading integrated
         self._keys = np.empty(0, np.int64)
         self._sum_xyz = np.empty((0, 3), np.float64)
         self._sum_rgb = np.empty((0, 3), np.float64)
@@ -62,6 +74,8 @@ class VoxelMap:
             self._count = np.insert(self._count, at, counts[new])
             self._last_seen = np.insert(self._last_seen, at, batch.stamp_ns)
             self._evict_over_budget()
+            self.version += 1
+            self.newest_stamp_ns = max(self.newest_stamp_ns, batch.stamp_ns)
         return int(new.sum())
 
     def _evict_over_budget(self) -> None:
@@ -91,3 +105,55 @@ class VoxelMap:
             out["rgb"] = pack_rgb(rgb)
             out["count"] = np.minimum(self._count, np.iinfo(np.uint32).max)
         return out
+
+    def save(self, path: str | os.PathLike[str]) -> int:
+        """Write the whole map to `path` (.npz) atomically; returns the voxel count written."""
+        with self._lock:
+            arrays = {"keys": self._keys, "sum_xyz": self._sum_xyz, "sum_rgb": self._sum_rgb, "count": self._count,
+                      "last_seen": self._last_seen}
+            counters = np.array([self.evicted, self.newest_stamp_ns], dtype=np.int64)
+            with atomic_path(path) as temporary:
+                with open(temporary, "wb") as stream:
+                    np.savez(stream, format=np.array(SNAPSHOT_FORMAT), voxel_size=np.float64(self.voxel_size),
+                             counters=counters, **arrays)
+            return int(self._keys.size)
+
+    def load(self, path: str | os.PathLike[str]) -> int:
+        """Replace the map's content with the map saved at `path`; returns its voxel count. MapFileError when the
+        file is missing or unreadable, or was saved at another voxel size; the map is then unchanged. A map over
+        this map's budget is trimmed by the eviction policy."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["format"]) != SNAPSHOT_FORMAT:
+                    raise MapFileError(f"{path}: not an ov3d voxel map ({SNAPSHOT_FORMAT})")
+                voxel_size, counters = float(data["voxel_size"]), data["counters"]
+                arrays = [data[name] for name in ("keys", "sum_xyz", "sum_rgb", "count", "last_seen")]
+        except MapFileError:
+            raise
+        except (OSError, KeyError, ValueError) as exc:
+            raise MapFileError(f"{path}: not a readable map file ({type(exc).__name__}: {exc})") from None
+        keys, sum_xyz, sum_rgb, count, last_seen = arrays
+        if not np.isclose(voxel_size, self.voxel_size):
+            raise MapFileError(f"{path} was saved with {voxel_size * 100:.1f} cm voxels, this map uses "
+                               f"{self.voxel_size * 100:.1f} cm")
+        n = keys.size
+        if sum_xyz.shape != (n, 3) or sum_rgb.shape != (n, 3) or count.shape != (n,) or last_seen.shape != (n,) \
+                or (n > 1 and not np.all(np.diff(keys) > 0)):
+            raise MapFileError(f"{path}: inconsistent map arrays")
+        with self._lock:
+            self._keys, self._sum_xyz, self._sum_rgb = keys.astype(np.int64), sum_xyz.astype(np.float64), \
+                sum_rgb.astype(np.float64)
+            self._count, self._last_seen = count.astype(np.int64), last_seen.astype(np.int64)
+            self.evicted, self.newest_stamp_ns = int(counters[0]), int(counters[1])
+            self._evict_over_budget()
+            self.version += 1
+            return int(self._keys.size)
+
+    def clear(self) -> None:
+        """Forget every voxel."""
+        with self._lock:
+            self._keys = np.empty(0, np.int64)
+            self._sum_xyz, self._sum_rgb = np.empty((0, 3)), np.empty((0, 3))
+            self._count, self._last_seen = np.empty(0, np.int64), np.empty(0, np.int64)
+            self.newest_stamp_ns = 0
+            self.version += 1

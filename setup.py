@@ -7,6 +7,7 @@ PACKAGE = "ov3d_ros"
 
 NODES = {
     "fusion_node": "ov3d_ros.ros.nodes.fusion:main",
+    "segmentation_node": "ov3d_ros.ros.nodes.segmentation:main",
     "grounding_node": "ov3d_ros.ros.nodes.grounding:main",
 }
 
@@ -22,7 +23,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
     ],
     install_requires=[
         "numpy>=1.24",

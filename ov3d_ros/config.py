@@ -65,8 +65,20 @@ class FusionNodeConfig:
     map_publish_rate_hz: float = param(1.0, "How often the fused map is published.", 0.01, 30.0)
     tf_cache_s: float = param(30.0, "How much transform history the TF buffer keeps.", 1.0, 3600.0)
     tf_tolerance_s: float = param(0.05, "How far past the newest transform a lookup may extrapolate.", 0.0, 1.0)
+    tf_wait_s: float = param(0.5, "A reading whose transform has not arrived yet waits this long for it (as "
+                                  "tf2's message filter does; 0 = drop at once).", 0.0, 10.0)
     queue_depth: int = param(5, "Subscription queue depth for sensor topics.", 1, 100)
     log_throttle_s: float = param(5.0, "Minimum seconds between repeated warnings of one kind.", 0.0, 3600.0)
+    keyframe_translation_m: float = param(0.05, "A reading is integrated when its sensor moved this far since its "
+                                                "last integrated reading (0 = every reading) ...", 0.0, 100.0)
+    keyframe_rotation_deg: float = param(5.0, "... or turned this much ...", 0.0, 360.0)
+    keyframe_max_interval_s: float = param(1.0, "... or this much time passed.", 0.0, 3600.0)
+    snapshot_dir: str = param("", "Folder of the map snapshot (map.npz); empty means $XDG_STATE_HOME/ov3d_ros "
+                                  "(~/.local/state/ov3d_ros).")
+    snapshot_period_s: float = param(30.0, "Seconds between periodic snapshots (0 = only on request and at a clean "
+                                           "stop).", 0.0, 86400.0)
+    resume: bool = param(True, "Start from the snapshot when one exists (after a crash or a restart).")
+    diagnostics_period_s: float = param(1.0, "Seconds between /diagnostics reports.", 0.1, 3600.0)
 
     def __post_init__(self) -> None:
         if self.depth_min_m >= self.depth_max_m:
@@ -98,6 +110,39 @@ class LanguageConfig:
 
 
 @dataclass
+class SegmentationNodeConfig:
+    """The semantic layer: the student over the fused map, labels for the current vocabulary, instance boxes."""
+
+    map_frame: str = param("map", "Frame of the map (and of everything this node publishes).")
+    map_topic: str = param("/ov3d/map", "The fused map (PointCloud2 from fusion_node) this node labels.")
+    semantic_map_topic: str = param("/ov3d/semantic_map", "Labelled map (PointCloud2: x, y, z, rgb by label, label, "
+                                                          "score).")
+    markers_topic: str = param("/ov3d/instances", "Instance boxes and text labels (MarkerArray) for RViz.")
+    objects_topic: str = param("/ov3d/objects", "The map's objects for grounding (ov3d_interfaces/ObjectMap).")
+    student_checkpoint: str = param("default", "Student weights ('default' = the shipped student).")
+    vocabulary: list[str] = param([], "Labels, 'name' or 'name: synonym, synonym'; empty means the built-in indoor "
+                                      "vocabulary. /set_vocabulary replaces it at run time.")
+    block_m: float = param(1.0, "Change detection cell: a cell whose occupied voxels changed is recomputed.",
+                           0.05, 100.0)
+    margin_m: float = param(1.0, "Context around recomputed cells that the network sees.", 0.0, 100.0)
+    tile_m: float = param(4.0, "Largest extent of the cells of one network pass (bounds its memory).", 0.05, 1000.0)
+    objects_period_s: float = param(2.0, "Least seconds between two refreshes of the instances.", 0.0, 3600.0)
+    threads: int = param(1, "torch CPU threads of the network.", 1, 256)
+    max_vocabulary_labels: int = param(1000, "Most labels /set_vocabulary accepts.", 1, 100000)
+    max_label_chars: int = param(200, "Longest label entry /set_vocabulary accepts.", 1, 10000)
+    snapshot_dir: str = param("", "Where the current vocabulary is kept across restarts (vocabulary.yaml); empty "
+                                  "means $XDG_STATE_HOME/ov3d_ros.")
+    log_throttle_s: float = param(5.0, "Minimum seconds between repeated warnings of one kind.", 0.0, 3600.0)
+    diagnostics_period_s: float = param(1.0, "Seconds between /diagnostics reports.", 0.1, 3600.0)
+    language: LanguageConfig = section(LanguageConfig, "The text encoder labels are embedded with (the student's "
+                                                       "text space).")
+
+    def __post_init__(self) -> None:
+        if self.tile_m < self.block_m:
+            raise ConfigError(f"tile_m ({self.tile_m}) must be at least block_m ({self.block_m})")
+
+
+@dataclass
 class GroundingNodeConfig:
     """The /ground_object service: text query in, ranked 3D boxes out."""
 
@@ -105,8 +150,12 @@ class GroundingNodeConfig:
     max_query_chars: int = param(1000, "Longest query accepted, in characters.", 1, 10000)
     default_max_results: int = param(5, "Candidates returned when a request asks for 0.", 1, 100)
     max_results_limit: int = param(50, "Upper bound on candidates per answer, whatever a request asks.", 1, 1000)
-    max_vocabulary_labels: int = param(1000, "Most labels /set_vocabulary accepts.", 1, 100000)
-    max_label_chars: int = param(200, "Longest label /set_vocabulary accepts.", 1, 10000)
+    objects_topic: str = param("/ov3d/objects", "The map's objects (ov3d_interfaces/ObjectMap from "
+                                                "segmentation_node).")
+    tf_cache_s: float = param(30.0, "How much transform history the TF buffer keeps (for target_frame).",
+                              1.0, 3600.0)
+    log_throttle_s: float = param(5.0, "Minimum seconds between repeated warnings of one kind.", 0.0, 3600.0)
+    diagnostics_period_s: float = param(1.0, "Seconds between /diagnostics reports.", 0.1, 3600.0)
     grounder_checkpoint: str = param("default", "Distilled grounder ('default' = the shipped one; empty = rank "
                                                 "with the coarse stage only).")
     min_class_similarity: float = param(0.2, "An answer needs an object whose class distribution gives the "
@@ -336,6 +385,7 @@ class PerceptionConfig:
     """Every node of the perception graph, keyed by its ROS node name in the YAML file."""
 
     fusion_node: FusionNodeConfig = field(default_factory=FusionNodeConfig)
+    segmentation_node: SegmentationNodeConfig = field(default_factory=SegmentationNodeConfig)
     grounding_node: GroundingNodeConfig = field(default_factory=GroundingNodeConfig)
 
     @classmethod
@@ -464,6 +514,14 @@ def share_dir() -> Path:
         return Path(get_package_share_directory(PACKAGE))
     except PackageNotFoundError:
         return Path(sys.prefix) / "share" / PACKAGE
+
+
+def state_dir(configured: str) -> Path:
+    """A node's state folder (snapshots): `configured`, or $XDG_STATE_HOME/ov3d_ros (~/.local/state/ov3d_ros)."""
+    if configured:
+        return Path(configured).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / PACKAGE
 
 
 def default_config_path(name: str) -> Path:

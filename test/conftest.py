@@ -1,12 +1,20 @@
 """Shared fixtures. Every test run gets its own ROS_DOMAIN_ID so parallel runs on one machine never cross."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 # Set before any test imports rclpy; child processes inherit it through os.environ.
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 200)
+# Nodes keep snapshots under $XDG_STATE_HOME: never the user's own during tests.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="ov3d-test-state-")
+atexit.register(shutil.rmtree, os.environ["XDG_STATE_HOME"], ignore_errors=True)
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE",
+                      os.path.join(os.path.dirname(__file__), "..", "config", "fastdds.xml"))
 
 TINY_TEXT_DIM = 16
 

@@ -3,12 +3,14 @@ counted by reason and logged; valid data still reaches the map."""
 from __future__ import annotations
 
 import copy
+import time
 
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import TransformStamped  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from ov3d_ros.geometry.camera import PinholeCamera  # noqa: E402
@@ -17,6 +19,7 @@ from ov3d_ros.ros.drops import DropCounter  # noqa: E402
 from ov3d_ros.ros.nodes.fusion import FusionNode  # noqa: E402
 
 STAMP = 5_000_000_000
+TF_WAIT_S = 0.05
 CAMERA = PinholeCamera(width=32, height=24, fx=30.0, fy=30.0, cx=15.5, cy=11.5)
 
 
@@ -54,7 +57,7 @@ def cloud(n=50, stamp=STAMP, frame="lidar"):
 
 @pytest.fixture
 def node(ros_context):
-    node = FusionNode(context=ros_context)
+    node = FusionNode(context=ros_context, parameter_overrides=[Parameter("tf_wait_s", value=TF_WAIT_S)])
     node.drops = DropCounter(RecordingLogger(), throttle_s=0.0)
     node.on_tf_static(TFMessage(transforms=[transform("map", "camera"), transform("map", "lidar")]))
     yield node
@@ -115,7 +118,20 @@ def test_missing_header_and_unknown_frame(node):
     node.on_lidar(cloud(stamp=0))
     assert node.drops.counts == {"malformed_color": 1, "malformed_lidar": 1}
     node.on_lidar(cloud(frame="nowhere"))
+    assert "tf_lookup_failed" not in node.drops.counts      # it waits for its transform first
+    time.sleep(TF_WAIT_S * 1.5)
+    node._retry_waiting_for_tf()
     assert node.drops.counts["tf_lookup_failed"] == 1
+    assert not node._waiting_for_tf
+
+
+def test_a_reading_waits_for_its_transform(node):
+    node.on_lidar(cloud(frame="late_lidar", stamp=STAMP + 10))
+    node._retry_waiting_for_tf()
+    assert node.integrated["lidar"] == 0 and len(node._waiting_for_tf) == 1
+    node.on_tf(TFMessage(transforms=[transform("map", "late_lidar", stamp=STAMP + 10)]))
+    node._retry_waiting_for_tf()
+    assert node.integrated["lidar"] == 1 and node.drops.total == 0
 
 
 @pytest.mark.parametrize("changes", [

@@ -11,6 +11,7 @@ import torch
 from ov3d_ros.data.synthetic.categories import CATEGORIES
 from ov3d_ros.data.synthetic.descriptions import COLOUR_NAMES
 from ov3d_ros.grounding.engine import GroundingEngine
+from ov3d_ros.evaluation.latency import percentiles
 from ov3d_ros.grounding.objects import SceneObjects
 from ov3d_ros.language.vocabulary import Vocabulary
 
@@ -41,12 +42,6 @@ def distinct_queries(count: int, rng: np.random.Generator) -> list[str]:
     while len(seen) < count:
         seen.add(f"the {rng.choice(colours)} {rng.choice(names)} {rng.choice(RELATIONS)} the {rng.choice(names)}")
     return sorted(seen)
-
-
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    values = np.asarray(samples_ms)
-    return {"p50": float(np.percentile(values, 50)), "p90": float(np.percentile(values, 90)),
-            "p99": float(np.percentile(values, 99)), "max": float(values.max()), "mean": float(values.mean())}
 
 
 def run_grounding_benchmark(engine: GroundingEngine, vocabulary: Vocabulary, objects: int, queries: int,

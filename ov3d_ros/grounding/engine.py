@@ -81,8 +81,14 @@ class EngineSettings:
 class _MapState:
     scene: PreparedScene
     labels: tuple[str, ...]
+    synonyms: dict[str, tuple[str, ...]]
+    offset: np.ndarray | None
     instance_ids: np.ndarray
     queries: QueryEncoder
+
+
+def _same_offset(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
 
 
 def yaw_quaternion(yaw: float) -> np.ndarray:
@@ -105,9 +111,11 @@ class GroundingEngine:
         self._state: _MapState | None = None
         self._lock = threading.Lock()
 
-    def set_map(self, objects: SceneObjects, vocabulary: Vocabulary, instance_ids: Sequence[int] | None = None) -> None:
+    def set_map(self, objects: SceneObjects, vocabulary: Vocabulary, instance_ids: Sequence[int] | None = None,
+                offset: np.ndarray | None = None) -> None:
         """Replace the map's objects. `vocabulary` is the one their class distributions are over (the
-        segmentation's current one; its synonyms extend the parser). `instance_ids` default to 0..P-1."""
+        segmentation's current one; its synonyms extend the parser). `instance_ids` default to 0..P-1. `offset`
+        replaces the engine's text offset when the map's features are centred on another one."""
         labels = vocabulary.labels
         if objects.distributions.shape[1] != len(labels):
             raise ValueError(f"the objects' class distributions are over {objects.distributions.shape[1]} classes, "
@@ -117,14 +125,18 @@ class GroundingEngine:
             raise ValueError(f"{len(ids)} instance ids for {len(objects)} objects")
         door = self.settings.door_label
         scene = prepare_scene(objects, labels.index(door) if door in labels else None, self.settings.neighbours)
+        if offset is not None and not _same_offset(offset, self.offset):
+            self.offset = offset
         current = self._state
-        queries = current.queries if current is not None and current.labels == labels else \
+        same_space = current is not None and current.labels == labels and current.synonyms == vocabulary.synonyms \
+            and _same_offset(current.offset, self.offset)
+        queries = current.queries if same_space else \
             QueryEncoder(QueryParser(labels, vocabulary.synonyms), vocabulary.label_embeddings, self.encode,
                          self._words, self.offset, self.settings.query_cache)
         with self._lock:
             if self.grounder is not None:
                 self.grounder.prepare(scene)          # the map's encoding, before the first query needs it
-            self._state = _MapState(scene, labels, ids, queries)
+            self._state = _MapState(scene, labels, vocabulary.synonyms, self.offset, ids, queries)
 
     @property
     def object_count(self) -> int:

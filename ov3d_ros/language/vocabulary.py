@@ -224,6 +224,11 @@ class Vocabulary:
                    label_embeddings=embeddings[:len(labels)].copy(), text_embeddings=embeddings,
                    row_label=np.asarray(row_label, dtype=np.int64), encoder_name=encoder.name)
 
+    def entries(self) -> list[str]:
+        """The labels as entries `parse_label_entries` reads back: 'name' or 'name: synonym, synonym'."""
+        return [f"{label}: {', '.join(self.synonyms[label])}" if self.synonyms.get(label) else label
+                for label in self.labels]
+
     @property
     def dim(self) -> int:
         return int(self.text_embeddings.shape[1])

@@ -28,21 +28,23 @@ class KeyframeSelector:
         self._last: dict[str, tuple[RigidTransform, int]] = {}
         self._lock = threading.Lock()
 
-    def accept(self, sensor: str, pose: RigidTransform, stamp_ns: int) -> bool:
-        """True (and remember it) when the reading of `sensor` at map pose `pose` is a keyframe."""
+    def due(self, sensor: str, pose: RigidTransform, stamp_ns: int) -> bool:
+        """True when a reading of `sensor` at map pose `pose` would be a keyframe."""
         p = self.policy
         with self._lock:
             last = self._last.get(sensor)
-            if last is not None:
-                previous, previous_ns = last
-                moved = float(np.linalg.norm(pose.translation - previous.translation))
-                relative = previous.inverse() * pose
-                turned = float(np.degrees(relative.rotation.magnitude()))
-                waited = (stamp_ns - previous_ns) / 1e9
-                if moved < p.translation_m and turned < p.rotation_deg and 0 <= waited < p.max_interval_s:
-                    return False
-            self._last[sensor] = (pose, stamp_ns)
+        if last is None:
             return True
+        previous, previous_ns = last
+        moved = float(np.linalg.norm(pose.translation - previous.translation))
+        turned = float(np.degrees((previous.inverse() * pose).rotation.magnitude()))
+        waited = (stamp_ns - previous_ns) / 1e9
+        return not (moved < p.translation_m and turned < p.rotation_deg and 0 <= waited < p.max_interval_s)
+
+    def mark(self, sensor: str, pose: RigidTransform, stamp_ns: int) -> None:
+        """Remember an integrated reading as the sensor's last keyframe."""
+        with self._lock:
+            self._last[sensor] = (pose, stamp_ns)
 
     def reset(self) -> None:
         with self._lock:

@@ -70,6 +70,11 @@ class ApproximateTimeSynchronizer:
         with self._lock:
             return dict(self._stats)
 
+    def queue_depths(self) -> dict[str, int]:
+        """Messages waiting for a match, per topic."""
+        with self._lock:
+            return {topic: len(stamps) for topic, stamps in zip(self._topics, self._stamps)}
+
     def add(self, topic: str, stamp_ns: int, item: Any) -> None:
         """Queues ``item`` stamped ``stamp_ns`` on ``topic`` and emits every set that became complete."""
         try:

@@ -12,6 +12,8 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from ov3d_ros.ros.dds import configure_transport
+
 NodeFactory = Callable[..., Node]
 
 
@@ -27,6 +29,7 @@ def run_nodes(factories: Sequence[NodeFactory], params_file: str | Path | None =
     if params_file is not None:
         args += ["--ros-args", "--params-file", str(params_file)]
     stop = stop or threading.Event()
+    configure_transport()
     context = Context()
     rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
     executor = MultiThreadedExecutor(context=context)
@@ -45,10 +48,22 @@ def run_nodes(factories: Sequence[NodeFactory], params_file: str | Path | None =
         _restore_signal_handlers(previous)
         executor.shutdown(timeout_sec=2.0)
         for node in nodes:
+            _close(node)
             node.destroy_node()
         if context.ok():
             rclpy.shutdown(context=context)
     return 0
+
+
+def _close(node: Node) -> None:
+    """A node's clean-stop hook (final snapshot, worker threads), when it has one; never raises."""
+    close = getattr(node, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception as exc:  # noqa: BLE001 - one node's failure must not keep the others from stopping
+        node.get_logger().error(f"clean stop failed: {exc!r}")
 
 
 def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:
@@ -70,5 +85,6 @@ def graph_factories() -> list[NodeFactory]:
     from ov3d_ros.config import PerceptionConfig
     from ov3d_ros.ros.nodes.fusion import FusionNode
     from ov3d_ros.ros.nodes.grounding import GroundingNode
-    by_name = {cls.NODE_NAME: cls for cls in (FusionNode, GroundingNode)}
+    from ov3d_ros.ros.nodes.segmentation import SegmentationNode
+    by_name = {cls.NODE_NAME: cls for cls in (FusionNode, SegmentationNode, GroundingNode)}
     return [by_name[name] for name in PerceptionConfig.node_names()]

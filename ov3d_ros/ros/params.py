@@ -5,6 +5,7 @@ from typing import TypeVar
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from ov3d_ros.config import ConfigError, from_mapping, nest, parameter_specs
 
@@ -24,7 +25,11 @@ def declare_config(node: Node, cls: type[T]) -> T:
             descriptor.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high))]
         elif isinstance(default, int) and not isinstance(default, bool) and low is not None and high is not None:
             descriptor.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
-        values[name] = node.declare_parameter(name, default, descriptor).value
+        if isinstance(default, list) and not default:     # an empty list does not say its type: declare it
+            value = node.declare_parameter(name, Parameter.Type.STRING_ARRAY, descriptor).value
+            values[name] = default if value is None else list(value)
+        else:
+            values[name] = node.declare_parameter(name, default, descriptor).value
     try:
         return from_mapping(cls, nest(values), node.get_name())
     except ConfigError:

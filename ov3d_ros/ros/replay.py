@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ov3d_ros.data.rosbag import BagReader, TopicInfo
 from ov3d_ros.messages.types import ROS_TYPES
+from ov3d_ros.ros.dds import configure_transport
 
 ACK_TIMEOUT_S = 2.0
 CLOCK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
@@ -58,6 +59,7 @@ def replay_bag(path: Path, rate: float = 1.0, topics: Sequence[str] | None = Non
     stats = ReplayStats()
     with BagReader(path) as bag:
         chosen = list(topics) if topics is not None else list(bag.topics)
+        configure_transport()
         context = Context()
         rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
         node = rclpy.create_node("ov3d_replay", context=context)

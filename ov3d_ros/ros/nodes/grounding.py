@@ -1,69 +1,123 @@
-"""grounding_node: serves /ground_object through the ROS-free GroundingEngine."""
+"""grounding_node: serves /ground_object through the ROS-free GroundingEngine, on the objects segmentation_node
+publishes, answering in the requested frame (TF)."""
 from __future__ import annotations
 
 import sys
 from typing import Any
 
+import numpy as np
 from geometry_msgs.msg import PoseStamped, Vector3
-from ov3d_interfaces.msg import GroundedObject
+from ov3d_interfaces.msg import GroundedObject, ObjectMap
 from ov3d_interfaces.srv import GroundObject
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from scipy.spatial.transform import Rotation
 
 from ov3d_ros.config import GroundingNodeConfig
+from ov3d_ros.evaluation.latency import StageTimes
+from ov3d_ros.geometry.tf_buffer import TransformBuffer
+from ov3d_ros.geometry.transforms import RigidTransform
 from ov3d_ros.grounding.engine import EngineSettings, GroundingAnswer, MapObject, load_engine
 from ov3d_ros.language.encoders import build_text_encoder
-from ov3d_ros.ros.drops import DropCounter
+from ov3d_ros.language.vocabulary import EmbeddingCache, Vocabulary, default_cache_dir
+from ov3d_ros.messages import MessageError
+from ov3d_ros.messages.object_map import msg_to_object_map
+from ov3d_ros.ros.drops import DropCounter, guarded
+from ov3d_ros.ros.health import Health
 from ov3d_ros.ros.params import declare_config
+from ov3d_ros.ros.qos import LATCHED
+from ov3d_ros.ros.tf_listener import TfListenerMixin
 
 
-class GroundingNode(Node):
+class GroundingNode(TfListenerMixin, Node):
     """Answers /ground_object; every bad request gets success=false and a reason, never an exception."""
 
     NODE_NAME = "grounding_node"
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(self.NODE_NAME, **node_kwargs)
-        self.config = declare_config(self, GroundingNodeConfig)
-        encoder = build_text_encoder(self.config.language)      # the model itself loads at the first query
-        self.engine = load_engine(encoder.encode, self.config.grounder_checkpoint,
-                                  EngineSettings(min_class_similarity=self.config.min_class_similarity,
-                                                 max_query_chars=self.config.max_query_chars))
-        self.drops = DropCounter(self.get_logger())
-        self.service = self.create_service(GroundObject, "/ground_object", self.on_ground_object)
+        self.config = c = declare_config(self, GroundingNodeConfig)
+        self.encoder = build_text_encoder(c.language)      # the model itself loads at the first query
+        self.engine = load_engine(self.encoder.encode, c.grounder_checkpoint,
+                                  EngineSettings(min_class_similarity=c.min_class_similarity,
+                                                 max_query_chars=c.max_query_chars))
+        self.drops = DropCounter(self.get_logger(), c.log_throttle_s)
+        self.times = StageTimes()
+        self.tf = TransformBuffer(cache_time_s=c.tf_cache_s)
+        self._cache = EmbeddingCache(default_cache_dir(c.language))
+        self._vocabulary: Vocabulary | None = None
+        self.map_stamp_ns = 0
+        map_group, service_group = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
+        self.listen_to_tf(map_group)
+        self.create_subscription(ObjectMap, c.objects_topic, self.on_objects, LATCHED, callback_group=map_group)
+        self.service = self.create_service(GroundObject, "/ground_object", self.on_ground_object,
+                                           callback_group=service_group)
+        self.health = Health(self, self.drops, self.times, c.diagnostics_period_s, self._health_values,
+                             callback_group=map_group)
         self.get_logger().info("serving /ground_object")
+
+    @guarded("malformed_objects")
+    def on_objects(self, msg: ObjectMap) -> None:
+        """A new set of the map's objects: embed its vocabulary (cached) and hand both to the engine."""
+        content = msg_to_object_map(msg)
+        if content.frame_id != self.config.map_frame:
+            raise MessageError(f"objects are in frame '{content.frame_id}', this node answers from "
+                               f"'{self.config.map_frame}'")
+        if content.text_space != self.encoder.name:
+            raise MessageError(f"objects are in the text space {content.text_space!r}, queries are embedded with "
+                               f"{self.encoder.name!r}: set the same language.encoder on both nodes")
+        with self.times.measure("set_map"):
+            if self._vocabulary is None or self._vocabulary.entries() != list(content.vocabulary):
+                self._vocabulary = Vocabulary.build(content.vocabulary, self.encoder, self.config.language.templates,
+                                                    self._cache)
+            self.engine.set_map(content.objects, self._vocabulary, content.instance_ids, content.text_offset)
+        self.map_stamp_ns = content.stamp_ns
 
     def on_ground_object(self, request: GroundObject.Request, response: GroundObject.Response
                          ) -> GroundObject.Response:
+        target = request.target_frame.strip("/") or self.config.map_frame
         try:
-            answer = self.engine.ground(request.query, self._result_count(request.max_results))
-            target = request.target_frame.strip("/") or self.config.map_frame
-            if answer.success and target != self.config.map_frame:
-                answer = GroundingAnswer(False, f"target_frame '{target}' is not available: this node answers in "
-                                                f"'{self.config.map_frame}' until map transforms are wired in")
+            with self.times.measure("ground"):
+                answer = self.engine.ground(request.query, self._result_count(request.max_results))
+            to_target = self._to_target(target) if answer.success else None
+        except LookupError as exc:
+            answer, to_target = GroundingAnswer(False, f"cannot answer in frame '{target}': {exc}"), None
         except Exception as exc:  # noqa: BLE001 - a service must always answer
             self.drops.drop("internal_error", repr(exc))
-            answer = GroundingAnswer(False, f"internal error: {exc}")
+            answer, to_target = GroundingAnswer(False, f"internal error: {exc}"), None
         response.success = answer.success
         response.message = answer.message
-        response.candidates = [self._to_msg(obj, self.config.map_frame) for obj in answer.candidates]
+        response.candidates = [self._to_msg(obj, target, to_target) for obj in answer.candidates] \
+            if to_target is not None else []
         if not answer.success:
             self.get_logger().debug(f"query {request.query[:80]!r} not answered: {answer.message}")
         return response
+
+    def _to_target(self, target: str) -> RigidTransform:
+        """target <- map at the newest time both are known (LookupError when they are not connected)."""
+        if target == self.config.map_frame:
+            return RigidTransform.identity()
+        return self.tf.lookup_transform(target, self.config.map_frame, None)
 
     def _result_count(self, requested: int) -> int:
         if requested == 0:
             return self.config.default_max_results
         return min(int(requested), self.config.max_results_limit)
 
-    def _to_msg(self, obj: MapObject, frame: str) -> GroundedObject:
+    def _to_msg(self, obj: MapObject, frame: str, to_target: RigidTransform) -> GroundedObject:
         pose = PoseStamped()
         pose.header.frame_id = frame
         pose.header.stamp = self.get_clock().now().to_msg()
-        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = (float(v) for v in obj.center)
+        centre = to_target.apply(np.asarray(obj.center, np.float64)[None])[0]
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = (float(v) for v in centre)
+        orientation = (to_target.rotation * Rotation.from_quat(obj.orientation_xyzw)).as_quat()
         q = pose.pose.orientation
-        q.x, q.y, q.z, q.w = (float(v) for v in obj.orientation_xyzw)
+        q.x, q.y, q.z, q.w = (float(v) for v in orientation)
         return GroundedObject(label=obj.label, score=float(obj.score), instance_id=int(obj.instance_id), pose=pose,
                               size=Vector3(x=float(obj.size[0]), y=float(obj.size[1]), z=float(obj.size[2])))
+
+    def _health_values(self) -> dict[str, Any]:
+        return {"objects": self.engine.object_count, "objects.stamp_ns": self.map_stamp_ns}
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,0 +1,268 @@
+"""segmentation_node: the student over the fused map, labels for the current vocabulary, instances for grounding.
+
+The newest /ov3d/map is processed by a worker thread (a map that arrives while one is processed replaces the
+waiting one: counted as `superseded`), so the executor keeps serving /set_vocabulary. Only the map's changed
+regions run through the network (`ov3d_ros.mapping.semantic_map`). Publishes the labelled map, instance boxes
+for RViz and the objects the grounding node answers from.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from ov3d_interfaces.msg import ObjectMap
+from ov3d_interfaces.srv import SetVocabulary
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import PointCloud2
+from visualization_msgs.msg import Marker, MarkerArray
+
+from ov3d_ros.config import ConfigError, SegmentationNodeConfig, state_dir
+from ov3d_ros.data.synthetic.categories import label_entries
+from ov3d_ros.evaluation.latency import StageTimes
+from ov3d_ros.files import atomic_path
+from ov3d_ros.grounding.engine import yaw_quaternion
+from ov3d_ros.grounding.objects import SceneObjects
+from ov3d_ros.language.encoders import build_text_encoder
+from ov3d_ros.language.vocabulary import EmbeddingCache, Vocabulary, default_cache_dir, parse_label_entries
+from ov3d_ros.mapping.label_colours import label_colours
+from ov3d_ros.mapping.semantic_map import SemanticMap, SemanticMapSettings
+from ov3d_ros.messages import MessageError, array_to_pointcloud2, pack_rgb, pointcloud2_to_array, unpack_rgb
+from ov3d_ros.messages.object_map import ObjectMapContent, object_map_to_msg
+from ov3d_ros.messages.pointcloud import xyz_from_array
+from ov3d_ros.messages.types import stamp_to_ns
+from ov3d_ros.ros.drops import DropCounter, guarded
+from ov3d_ros.ros.health import Health
+from ov3d_ros.ros.params import declare_config
+from ov3d_ros.ros.qos import LATCHED
+from ov3d_ros.training.checkpoint import load_student_and_offset
+
+SEMANTIC_POINT_DTYPE = np.dtype([("x", np.float32), ("y", np.float32), ("z", np.float32), ("rgb", np.float32),
+                                 ("label", np.uint32), ("score", np.float32)])
+VOCABULARY_FILE = "vocabulary.yaml"
+MARKER_ALPHA = 0.35
+
+
+class SegmentationNode(Node):
+    """Labels the fused map with the student and the current vocabulary; see the module docstring."""
+
+    NODE_NAME = "segmentation_node"
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(self.NODE_NAME, **node_kwargs)
+        self.config = c = declare_config(self, SegmentationNodeConfig)
+        self.drops = DropCounter(self.get_logger(), c.log_throttle_s)
+        self.times = StageTimes()
+        torch.set_num_threads(c.threads)
+        student, text_space, offset = load_student_and_offset(c.student_checkpoint)
+        self.encoder = build_text_encoder(c.language)
+        if text_space != self.encoder.name:
+            raise ConfigError(f"{c.student_checkpoint} was trained in the text space {text_space!r} but "
+                              f"language.encoder gives {self.encoder.name!r}")
+        self._cache = EmbeddingCache(default_cache_dir(c.language))
+        self._vocabulary_path = state_dir(c.snapshot_dir) / VOCABULARY_FILE
+        self.semantic = SemanticMap(student, self._build_vocabulary(self._initial_entries()), offset,
+                                    SemanticMapSettings(block_m=c.block_m, margin_m=c.margin_m, tile_m=c.tile_m))
+        self.superseded = 0
+        self._pending: PointCloud2 | None = None
+        self._stamp_ns = 0
+        self._objects_due = False
+        self._republish = False
+        self._last_objects = -float("inf")
+        self._object_count = 0
+        self._lock = threading.Lock()
+        self._wake, self._stop = threading.Event(), threading.Event()
+
+        self.semantic_publisher = self.create_publisher(PointCloud2, c.semantic_map_topic, LATCHED)
+        self.marker_publisher = self.create_publisher(MarkerArray, c.markers_topic, LATCHED)
+        self.objects_publisher = self.create_publisher(ObjectMap, c.objects_topic, LATCHED)
+        group = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(PointCloud2, c.map_topic, self.on_map, LATCHED, callback_group=group)
+        self.create_service(SetVocabulary, "/set_vocabulary", self.on_set_vocabulary, callback_group=group)
+        self.health = Health(self, self.drops, self.times, c.diagnostics_period_s, self._health_values,
+                             callback_group=group)
+        self._worker = threading.Thread(target=self._work, name="segmentation", daemon=True)
+        self._worker.start()
+        self.get_logger().info(f"labelling {c.map_topic} with {len(self.semantic.vocabulary.labels)} labels "
+                               f"({self.encoder.name})")
+
+    # -- vocabulary -----------------------------------------------------------------------------------------
+
+    def _initial_entries(self) -> list[str]:
+        """The vocabulary last set at run time (when the configured one is unchanged since), else the config's."""
+        configured = list(self.config.vocabulary) or label_entries()
+        if self._vocabulary_path.is_file():
+            try:
+                saved = yaml.safe_load(self._vocabulary_path.read_text(encoding="utf-8")) or {}
+                if saved.get("configured") == configured and isinstance(saved.get("entries"), list):
+                    self.get_logger().info(f"vocabulary from {self._vocabulary_path}")
+                    return [str(entry) for entry in saved["entries"]]
+            except (OSError, yaml.YAMLError, AttributeError) as exc:
+                self.get_logger().warning(f"ignoring {self._vocabulary_path}: {exc}")
+        return configured
+
+    def _build_vocabulary(self, entries: list[str]) -> Vocabulary:
+        with self.times.measure("embed_vocabulary"):
+            return Vocabulary.build(entries, self.encoder, self.config.language.templates, self._cache)
+
+    def on_set_vocabulary(self, request: SetVocabulary.Request, response: SetVocabulary.Response
+                          ) -> SetVocabulary.Response:
+        c = self.config
+        entries = list(request.labels)
+        try:
+            if not entries or len(entries) > c.max_vocabulary_labels:
+                raise ValueError(f"give 1 to {c.max_vocabulary_labels} labels, got {len(entries)}")
+            parse_label_entries(entries, c.max_label_chars)
+            vocabulary = self._build_vocabulary(entries)
+            with self.times.measure("relabel"):
+                self.semantic.set_vocabulary(vocabulary)
+            self._save_vocabulary(entries)
+        except ValueError as exc:
+            response.success, response.message = False, str(exc)
+            return response
+        except Exception as exc:  # noqa: BLE001 - a service must always answer
+            self.drops.drop("internal_error", traceback.format_exc(limit=4))
+            response.success, response.message = False, f"internal error: {exc}"
+            return response
+        with self._lock:
+            self._republish, self._objects_due, self._last_objects = True, True, -float("inf")
+        self._wake.set()
+        response.success = True
+        response.message = f"{len(vocabulary.labels)} labels; {len(self.semantic)} voxels relabelled"
+        return response
+
+    def _save_vocabulary(self, entries: list[str]) -> None:
+        configured = list(self.config.vocabulary) or label_entries()
+        try:
+            with atomic_path(self._vocabulary_path) as temporary:
+                temporary.write_text(yaml.safe_dump({"configured": configured, "entries": entries}),
+                                     encoding="utf-8")
+        except OSError as exc:
+            self.drops.drop("snapshot_failed", f"cannot write {self._vocabulary_path}: {exc}")
+
+    # -- map in, work in a thread ---------------------------------------------------------------------------
+
+    @guarded("malformed_map")
+    def on_map(self, msg: PointCloud2) -> None:
+        stamp_to_ns(msg.header.stamp)
+        with self._lock:
+            if self._pending is not None:
+                self.superseded += 1
+            self._pending = msg
+        self._wake.set()
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=self._objects_wait())
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self._step()
+
+    def _objects_wait(self) -> float | None:
+        if not self._objects_due:
+            return None
+        return max(0.0, self._last_objects + self.config.objects_period_s - time.monotonic())
+
+    @guarded("malformed_map")
+    def _step(self) -> None:
+        with self._lock:
+            msg, self._pending = self._pending, None
+            republish, self._republish = self._republish, False
+        if msg is not None:
+            self._update(msg)
+            republish = True
+        if republish and len(self.semantic):
+            with self.times.measure("publish_semantic_map"):
+                self._publish_semantic_map()
+        if self._objects_due and time.monotonic() - self._last_objects >= self.config.objects_period_s:
+            self._objects_due = False
+            self._last_objects = time.monotonic()
+            with self.times.measure("objects"):
+                objects, ids = self.semantic.objects()
+            self._publish_objects(objects, ids)
+
+    def _update(self, msg: PointCloud2) -> None:
+        frame = msg.header.frame_id.strip("/")
+        if frame != self.config.map_frame:
+            raise MessageError(f"map is in frame '{frame}', this node maps in '{self.config.map_frame}'")
+        with self.times.measure("decode_map"):
+            cloud = pointcloud2_to_array(msg)
+            xyz, kept = xyz_from_array(cloud)
+            names = cloud.dtype.names or ()
+            rgb = unpack_rgb(cloud.reshape(-1)["rgb"][kept]) if "rgb" in names else \
+                np.full((len(xyz), 3), 128, np.uint8)
+        with self.times.measure("update"):
+            report = self.semantic.update(xyz, rgb)
+        if report.tiles:
+            self.times.add("student", report.student_s * 1000.0)
+        self._stamp_ns = stamp_to_ns(msg.header.stamp)
+        self._objects_due = self._objects_due or report.dirty_blocks > 0
+
+    # -- outputs --------------------------------------------------------------------------------------------
+
+    def _publish_semantic_map(self) -> None:
+        xyz, _, labels, scores, names = self.semantic.snapshot()
+        out = np.empty(len(xyz), SEMANTIC_POINT_DTYPE)
+        out["x"], out["y"], out["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+        out["rgb"] = pack_rgb(label_colours(names)[labels])
+        out["label"], out["score"] = labels, scores
+        self.semantic_publisher.publish(array_to_pointcloud2(out, self.config.map_frame, self._stamp_ns))
+
+    def _publish_objects(self, objects: SceneObjects, ids: np.ndarray) -> None:
+        vocabulary = self.semantic.vocabulary
+        self._object_count = len(objects)
+        content = ObjectMapContent(objects, ids, tuple(vocabulary.entries()), vocabulary.encoder_name,
+                                   self.semantic.offset, self.config.map_frame, self._stamp_ns)
+        self.objects_publisher.publish(object_map_to_msg(content))
+        self.marker_publisher.publish(self._markers(objects, ids, vocabulary.labels))
+
+    def _markers(self, objects: SceneObjects, ids: np.ndarray, labels: tuple[str, ...]) -> MarkerArray:
+        markers = [Marker(action=Marker.DELETEALL)]
+        colours = label_colours(labels) / 255.0
+        stamp = self.get_clock().now().to_msg()
+        for i in range(len(objects)):
+            label = int(objects.labels[i])
+            for kind, namespace in ((Marker.CUBE, "boxes"), (Marker.TEXT_VIEW_FACING, "labels")):
+                marker = Marker(type=kind, ns=namespace, id=int(ids[i]), action=Marker.ADD)
+                marker.header.frame_id, marker.header.stamp = self.config.map_frame, stamp
+                p = marker.pose.position
+                p.x, p.y, p.z = (float(v) for v in objects.centres[i])
+                q = marker.pose.orientation
+                q.x, q.y, q.z, q.w = (float(v) for v in yaw_quaternion(float(objects.yaws[i])))
+                r, g, b = (float(v) for v in colours[label])
+                marker.color.r, marker.color.g, marker.color.b = r, g, b
+                if kind == Marker.CUBE:
+                    marker.scale.x, marker.scale.y, marker.scale.z = (float(v) for v in objects.sizes[i])
+                    marker.color.a = MARKER_ALPHA
+                else:
+                    p.z += float(objects.sizes[i][2]) / 2 + 0.1
+                    marker.scale.z = 0.12
+                    marker.color.a = 1.0
+                    marker.text = f"{labels[label]} #{int(ids[i])}"
+                markers.append(marker)
+        return MarkerArray(markers=markers)
+
+    def _health_values(self) -> dict[str, Any]:
+        with self._lock:
+            waiting = int(self._pending is not None)
+        return {"map.voxels": len(self.semantic), "objects": self._object_count, "queue.maps_waiting": waiting,
+                "superseded_maps": self.superseded, "vocabulary.labels": len(self.semantic.vocabulary.labels),
+                "semantic_map.stamp_ns": self._stamp_ns}
+
+    def close(self) -> None:
+        """Stop the worker (a clean stop)."""
+        self._stop.set()
+        self._wake.set()
+        self._worker.join(timeout=10.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    from ov3d_ros.ros.launcher import run_nodes
+    return run_nodes([SegmentationNode], ros_args=sys.argv if args is None else args)

@@ -29,10 +29,13 @@ def _cmd_launch(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    if args.eval is not None:
-        raise CliError("--eval is not built yet; issue #8 brings replay evaluation")
     if args.rate <= 0:
         raise CliError(f"--rate must be positive, got {args.rate}")
+    if args.eval is not None:
+        from ov3d_ros.commands.replay import run_replay_eval
+        return run_replay_eval(args)
+    if args.launch or args.json or args.scene:
+        raise CliError("--launch, --json and --scene go with --eval")
     from ov3d_ros.ros.replay import replay_bag
     stats = replay_bag(Path(args.bag), rate=args.rate, topics=args.topics, progress=not args.quiet,
                        wait_for_subscribers_s=args.wait_for_subscribers)
@@ -137,7 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--topics", nargs="+", default=None, help="only these topics (default: all)")
     replay.add_argument("--wait-for-subscribers", type=float, default=0.0, metavar="S",
                         help="start once every topic has a subscriber, or after S seconds (default: %(default)s)")
-    replay.add_argument("--eval", metavar="GT", default=None, help="score the online map and grounding against GT")
+    replay.add_argument("--eval", metavar="DATA", default=None,
+                        help="dataset root holding the bag's scene (ov3d synth layout): score the online semantic "
+                             "map, grounding through /ground_object, latencies and the real-time factor")
+    replay.add_argument("--scene", default=None, help="with --eval: the bag's scene id (default: the bag's name)")
+    replay.add_argument("--json", default=None, metavar="OUT",
+                        help="with --eval: report path (default: replay_<scene>.json), plots beside it")
+    replay.add_argument("--launch", action="store_true",
+                        help="with --eval: start the graph (ov3d launch --config) for the replay and stop it after")
+    replay.add_argument("--config", default=str(default_config_path("perception.yaml")),
+                        help="perception parameter file of the graph (default: %(default)s)")
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(run=_cmd_replay)
 

@@ -61,7 +61,7 @@ class FusionNodeConfig:
     voxel_size_m: float = param(0.02, "Edge of a map voxel (2 cm indoor, 5 cm for LiDAR-only outdoor maps).", 0.005, 1.0)
     max_voxels: int = param(2_000_000, "Voxel budget; beyond it the least recently seen voxels are evicted.",
                             1000, 100_000_000)
-    map_topic: str = param("/ov3d/map", "Topic of the fused map (PointCloud2: x, y, z, rgb, count).")
+    map_topic: str = param("/ov3d/map", "Topic of the fused map (PointCloud2: x, y, z, rgb, count, observations).")
     map_publish_rate_hz: float = param(1.0, "How often the fused map is published.", 0.01, 30.0)
     tf_cache_s: float = param(30.0, "How much transform history the TF buffer keeps.", 1.0, 3600.0)
     tf_tolerance_s: float = param(0.05, "How far past the newest transform a lookup may extrapolate.", 0.0, 1.0)
@@ -126,8 +126,8 @@ class SegmentationNodeConfig:
                            0.05, 100.0)
     margin_m: float = param(1.0, "Context around recomputed cells that the network sees.", 0.0, 100.0)
     tile_m: float = param(4.0, "Largest extent of the cells of one network pass (bounds its memory).", 0.05, 1000.0)
-    objects_period_s: float = param(2.0, "Least seconds between two refreshes of the instances.", 0.0, 3600.0)
-    threads: int = param(1, "torch CPU threads of the network.", 1, 256)
+    objects_period_s: float = param(3.0, "Least seconds between two refreshes of the instances.", 0.0, 3600.0)
+    threads: int = param(2, "torch CPU threads of the network.", 1, 256)
     max_vocabulary_labels: int = param(1000, "Most labels /set_vocabulary accepts.", 1, 100000)
     max_label_chars: int = param(200, "Longest label entry /set_vocabulary accepts.", 1, 10000)
     snapshot_dir: str = param("", "Where the current vocabulary is kept across restarts (vocabulary.yaml); empty "

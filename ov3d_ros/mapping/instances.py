@@ -71,11 +71,13 @@ def _superpoint_links(xyz: np.ndarray, superpoints: np.ndarray, link_m: float) -
 
 def propose_instances(xyz: np.ndarray, labels: np.ndarray, superpoints: np.ndarray,
                       scores: np.ndarray | None = None, features: np.ndarray | None = None,
-                      params: ProposalParams = ProposalParams()) -> list[Proposal]:
+                      params: ProposalParams = ProposalParams(), weights: np.ndarray | None = None) -> list[Proposal]:
     """Proposals of a map: points `xyz` (N, 3), their class `labels` (N,) (-1 = unlabelled, never part of an
     instance), `superpoints` (N,), optional class `scores` (N, C) (cosine similarities) and unit `features`
-    (N, D). Largest first."""
+    (N, D). `weights` (N,) say how many map points each point stands for (a downsampled map): point counts, the
+    size threshold and the means use them. Largest first."""
     xyz, labels, superpoints = np.asarray(xyz, np.float64), np.asarray(labels), np.asarray(superpoints)
+    weights = np.ones(len(xyz)) if weights is None else np.asarray(weights, np.float64)
     if not (len(xyz) == len(labels) == len(superpoints)):
         raise ValueError("xyz, labels and superpoints need one row per point")
     labelled = np.flatnonzero(labels >= 0)
@@ -94,14 +96,17 @@ def propose_instances(xyz: np.ndarray, labels: np.ndarray, superpoints: np.ndarr
     proposals = []
     for g in np.unique(group):
         members = labelled[group == g]
-        if len(members) < params.min_points:
+        weight = weights[members]
+        count = int(round(weight.sum()))
+        if count < params.min_points:
             continue
-        distribution = np.zeros(0) if scores is None else _softmax(scores[members] / params.temperature).mean(0)
-        feature = np.zeros(0) if features is None else features[members].mean(axis=0)
+        distribution = np.zeros(0) if scores is None else \
+            np.average(_softmax(scores[members] / params.temperature), axis=0, weights=weight)
+        feature = np.zeros(0) if features is None else np.average(features[members], axis=0, weights=weight)
         if len(feature):
             feature = feature / max(float(np.linalg.norm(feature)), 1e-12)
-        proposals.append(Proposal(fit_box(xyz[members]), int(np.bincount(labels[members]).argmax()),
-                                  distribution, feature, len(members), members))
+        label = int(np.bincount(labels[members], weights=weight).argmax())
+        proposals.append(Proposal(fit_box(xyz[members]), label, distribution, feature, count, members))
     proposals.sort(key=lambda p: p.point_count, reverse=True)
     return proposals
 

@@ -1,12 +1,15 @@
 """The semantic layer of the online map: student features per voxel, computed incrementally, and labels for the
 current vocabulary.
 
-`SemanticMap.update` takes the fused map (points and colours) as it is now. The student's input is the set of
-occupied voxels (plus their colour for a colour student), so only where that set changed can features change.
-The map is cut into `block_m` blocks; a block is dirty when a voxel in it appeared or vanished (or, for a colour
-student, changed colour). Dirty blocks are grouped into tiles of at most `tile_m`; each tile runs through the
-student with `margin_m` of context around it, and only the voxels of its dirty blocks take the new features. A
-tile bounds the memory of one pass, whatever the size of the map. Features are stored in fp16.
+The student's input is the set of occupied voxels (plus their colour for a colour student), so features can only
+change where that set changed. Work is split in two:
+- `update` takes the fused map as it is now and is fast: kept voxels keep their features, new voxels borrow the
+  features of their nearest featured voxel, and every `block_m` block whose voxels changed is queued as stale.
+- `compute` runs the network over one tile: the stale blocks of the `tile_m` tile holding the most changed block
+  (relative to its size), seen with `margin_m` of context around them. A tile bounds the memory of one pass,
+  whatever the size of the map. Calling it until nothing is stale gives the features of one pass over the map.
+The network sees the map's points moved onto their local surfaces (`ov3d_ros.mapping.surface`): depth noise
+makes a fused map's surfaces thick, and the student learnt from thin ones. Features are stored in fp16.
 
 Labels are the nearest class text embedding (cosine, in the student's text space); `set_vocabulary` re-labels
 every voxel from the stored features without running the network. `objects` turns the labelled map into the
@@ -20,12 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from ov3d_ros.geometry.boxes import iou_matrix
 from ov3d_ros.geometry.voxels import pack_coords, unpack_keys, voxel_coords
 from ov3d_ros.grounding.objects import SceneObjects, map_objects
 from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.mapping.superpoints import compute_superpoints
+from ov3d_ros.mapping.surface import project_to_surfaces
 from ov3d_ros.models.student import Student
 
 LABEL_CHUNK = 65536          # voxels labelled per matrix product (bounds the (chunk, C) logits)
@@ -36,11 +41,14 @@ class SemanticMapSettings:
     """Incremental inference and labelling parameters."""
 
     block_m: float = 1.0           # change-detection cell
-    margin_m: float = 1.0          # context around the dirty blocks of a tile
-    tile_m: float = 4.0            # largest extent of the dirty blocks of one student pass
+    margin_m: float = 1.0          # context around the dirty blocks of a tile (rounded up to whole blocks)
+    surface_neighbours: int = 16   # the network sees the points projected onto the plane of this many neighbours
+    surface_iterations: int = 2    # ... this many times (0 = the raw map)
+    tile_m: float = 8.0            # largest extent of the dirty blocks of one student pass
     colour_tolerance: int = 12     # colour students: an 8-bit change larger than this dirties a voxel
     temperature: float = 0.05      # softmax temperature of a label's score over the vocabulary
     match_iou: float = 0.25        # an object keeps its instance id when it overlaps its old box this much
+    objects_voxel_m: float = 0.04  # objects are found on the map downsampled to this cell (point counts kept)
 
     def __post_init__(self) -> None:
         if min(self.block_m, self.tile_m, self.temperature) <= 0 or self.margin_m < 0:
@@ -50,15 +58,23 @@ class SemanticMapSettings:
 
 
 @dataclass(frozen=True)
-class UpdateReport:
-    """What one `update` did."""
+class MapChange:
+    """What one `update` found."""
 
     voxels: int
-    dirty_blocks: int
-    tiles: int
-    recomputed: int           # voxels that received new features
+    changed: int              # voxels that appeared, vanished or were recoloured
+    stale_blocks: int         # blocks waiting for `compute`
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ComputeReport:
+    """What one `compute` did."""
+
+    blocks: int
+    recomputed: int           # voxels that received network features
     student_s: float          # seconds in the network
-    total_s: float
+    seconds: float
 
 
 class SemanticMap:
@@ -81,6 +97,8 @@ class SemanticMap:
         self._features = np.empty((0, student.config.out_dim), np.float16)
         self._labels = np.empty(0, np.int64)
         self._scores = np.empty(0, np.float32)
+        self._pending: dict[int, int] = {}             # packed block -> voxels changed since it was computed
+        self._block_sizes: tuple[np.ndarray, np.ndarray] | None = None
         self._previous_objects: tuple[SceneObjects, np.ndarray] | None = None
         self._next_instance = 0
         self.vocabulary = vocabulary
@@ -97,8 +115,10 @@ class SemanticMap:
 
     # -- features -------------------------------------------------------------------------------------------
 
-    def update(self, xyz: np.ndarray, rgb: np.ndarray) -> UpdateReport:
-        """Bring the features up to date with the map's points `xyz` (N, 3) and colours `rgb` (N, 3) uint8."""
+    def update(self, xyz: np.ndarray, rgb: np.ndarray) -> MapChange:
+        """Take the map's points `xyz` (N, 3) and colours `rgb` (N, 3) uint8 as they are now. Fast: voxels kept
+        keep their features, new ones take their nearest featured voxel's, and the blocks that changed are
+        queued for `compute`."""
         started = time.perf_counter()
         xyz = np.asarray(xyz, np.float32).reshape(-1, 3)
         rgb = np.asarray(rgb, np.uint8).reshape(-1, 3)
@@ -109,20 +129,80 @@ class SemanticMap:
         with self._lock:
             changed, kept_from, kept_to = self._changed_voxels(keys, rgb)
             features = np.zeros((len(keys), self._features.shape[1]), np.float16)
-            labels, scores = np.full(len(keys), -1, np.int64), np.zeros(len(keys), np.float32)
+            labels, scores = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.float32)
             features[kept_to] = self._features[kept_from]
             labels[kept_to], scores[kept_to] = self._labels[kept_from], self._scores[kept_from]
-            block = np.floor(changed * (self.voxel_size / self.settings.block_m)).astype(np.int64)
-            dirty = np.unique(block, axis=0) if len(block) else np.empty((0, 3), np.int64)
-            recomputed, student_s, tiles = self._recompute(keys, rgb, dirty, features, labels, scores)
+            self._fill_from_neighbours(keys, kept_to, features, labels, scores)
+            self._queue_changes(changed)
             self._keys, self._xyz, self._rgb = keys, xyz, rgb
             self._features, self._labels, self._scores = features, labels, scores
-            if len(dirty):
+            self._block_sizes = None
+            if len(changed):
                 self.version += 1
-        return UpdateReport(len(keys), len(dirty), tiles, recomputed, student_s, time.perf_counter() - started)
+            return MapChange(len(keys), len(changed), len(self._pending), time.perf_counter() - started)
+
+    @property
+    def stale_blocks(self) -> int:
+        """Blocks whose features do not reflect their voxels' changes yet."""
+        return len(self._pending)
+
+    def compute(self) -> ComputeReport:
+        """Run the network over one tile: the stale blocks of the tile holding the most changed block (relative
+        to its size; blocks never computed first). Call repeatedly: the map then matches one pass over all of it.
+
+        The network runs outside the lock, so `update` (and readers) never wait for it; voxels that changed
+        meanwhile are stale again and come back in a later call."""
+        started = time.perf_counter()
+        with self._lock:
+            if not self._pending:
+                return ComputeReport(0, 0, 0.0, 0.0)
+            s = self.settings
+            stale = np.fromiter(self._pending, np.int64, len(self._pending))
+            changes = np.fromiter(self._pending.values(), np.float64, len(self._pending))
+            sizes = self._sizes_of(stale)
+            priority = np.minimum(changes / np.maximum(sizes, 1), 1.0)
+            blocks = unpack_keys(stale)
+            per_tile = max(int(s.tile_m // s.block_m), 1)
+            tile_of = np.floor_divide(blocks, per_tile)
+            chosen = np.all(tile_of == tile_of[int(priority.argmax())], axis=1)
+            for block in stale[chosen].tolist():
+                del self._pending[block]
+            occupied = chosen & (sizes > 0)
+            work = self._tile_inputs(blocks[occupied]) if occupied.any() else None
+        if work is None:
+            return ComputeReport(int(chosen.sum()), 0, 0.0, time.perf_counter() - started)
+        target_keys, context_xyz, colour, inside = work
+        network_started = time.perf_counter()
+        points = project_to_surfaces(context_xyz, self.settings.surface_neighbours, self.settings.surface_iterations,
+                                     workers=torch.get_num_threads())
+        with torch.no_grad():
+            out = self.student(torch.from_numpy(points), colour)[torch.from_numpy(inside)]
+        student_s = time.perf_counter() - network_started
+        features = out.numpy().astype(np.float16)
+        with self._lock:
+            rows = np.searchsorted(self._keys, target_keys)
+            found = rows < len(self._keys)
+            found[found] = self._keys[rows[found]] == target_keys[found]
+            rows, features = rows[found], features[found]
+            self._features[rows] = features
+            self._labels[rows], self._scores[rows] = self._label_rows(features)
+            self.version += 1
+        return ComputeReport(int(chosen.sum()), len(rows), student_s, time.perf_counter() - started)
+
+    def _sizes_of(self, blocks: np.ndarray) -> np.ndarray:
+        """Voxel count of each packed block now."""
+        if self._block_sizes is None:
+            scale = self.voxel_size / self.settings.block_m
+            self._block_sizes = np.unique(pack_coords(np.floor(unpack_keys(self._keys) * scale).astype(np.int64)),
+                                          return_counts=True)
+        occupied, counts = self._block_sizes
+        position = np.minimum(np.searchsorted(occupied, blocks), max(len(occupied) - 1, 0))
+        found = (occupied[position] == blocks) if len(occupied) else np.zeros(len(blocks), bool)
+        return np.where(found, counts[position] if len(occupied) else 0, 0)
 
     def _changed_voxels(self, keys: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Coordinates of the voxels that appeared, vanished or changed colour; and old -> new rows kept."""
+        """Coordinates of the voxels that appeared, vanished or (colour students) changed colour; and the
+        old -> new rows of the voxels kept (a recoloured voxel keeps its features until its block is recomputed)."""
         old = self._keys
         in_old = np.isin(keys, old, assume_unique=True)
         in_new = np.isin(old, keys, assume_unique=True)
@@ -133,40 +213,46 @@ class SemanticMap:
             difference = np.abs(rgb[kept_to].astype(np.int16) - self._rgb[kept_from].astype(np.int16)).max(axis=1)
             recoloured = difference > self.settings.colour_tolerance
         changed = np.concatenate([keys[~in_old], old[~in_new], keys[kept_to[recoloured]]])
-        # a recoloured voxel keeps its old features until its tile is recomputed
         return unpack_keys(changed), kept_from, kept_to
 
-    @torch.no_grad()
-    def _recompute(self, keys: np.ndarray, rgb: np.ndarray, dirty: np.ndarray, features: np.ndarray,
-                   labels: np.ndarray, scores: np.ndarray) -> tuple[int, float, int]:
-        if not len(dirty) or not len(keys):
-            return 0, 0.0, 0
-        s = self.settings
+    def _queue_changes(self, changed: np.ndarray) -> None:
+        if not len(changed):
+            return
+        scale = self.voxel_size / self.settings.block_m
+        blocks, counts = np.unique(pack_coords(np.floor(changed * scale).astype(np.int64)), return_counts=True)
+        for block, count in zip(blocks.tolist(), counts.tolist()):
+            self._pending[block] = self._pending.get(block, 0) + count
+
+    @staticmethod
+    def _fill_from_neighbours(keys: np.ndarray, kept: np.ndarray, features: np.ndarray, labels: np.ndarray,
+                              scores: np.ndarray) -> None:
+        """New voxels take the features and label of their nearest kept voxel until their block is computed."""
+        missing = np.setdiff1d(np.arange(len(keys)), kept, assume_unique=True)
+        if not len(missing) or not len(kept):
+            return
         coords = unpack_keys(keys)
-        centres = (coords + 0.5) * self.voxel_size
-        voxel_block = np.floor(centres / s.block_m).astype(np.int64)
-        per_tile = max(int(s.tile_m // s.block_m), 1)
-        tile_of = np.floor_divide(dirty, per_tile)
-        recomputed, student_s, tiles = 0, 0.0, 0
-        for tile in np.unique(tile_of, axis=0):
-            blocks = dirty[np.all(tile_of == tile, axis=1)]
-            low = blocks.min(axis=0) * s.block_m - s.margin_m
-            high = (blocks.max(axis=0) + 1) * s.block_m + s.margin_m
-            context = np.flatnonzero(np.all((centres >= low) & (centres < high), axis=1))
-            inside = _rows_in(voxel_block[context], blocks)
-            targets = context[inside]
-            if not len(targets):
-                continue
-            started = time.perf_counter()
-            colour = torch.from_numpy(rgb[context].astype(np.float32) / 255.0) \
-                if self.student.config.in_channels == 4 else None
-            out = self.student(torch.from_numpy(centres[context].astype(np.float32)), colour)
-            student_s += time.perf_counter() - started
-            features[targets] = out[inside].numpy().astype(np.float16)
-            labels[targets], scores[targets] = self._label_rows(features[targets])
-            recomputed += len(targets)
-            tiles += 1
-        return recomputed, student_s, tiles
+        _, nearest = cKDTree(coords[kept]).query(coords[missing])
+        source = kept[nearest]
+        features[missing], labels[missing], scores[missing] = features[source], labels[source], scores[source]
+
+    def _tile_inputs(self, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None, np.ndarray] | None:
+        """What the network needs for the voxels of `blocks` (B, 3): their keys; the map's points of these blocks
+        and `margin_m` around them (a copy) and their colours for a colour student; which of those points are the
+        targets. None when the blocks hold no voxel."""
+        s = self.settings
+        centres = (unpack_keys(self._keys) + 0.5) * self.voxel_size
+        packed_block = pack_coords(np.floor(centres / s.block_m).astype(np.int64))
+        reach = int(np.ceil(s.margin_m / s.block_m))
+        steps = np.arange(-reach, reach + 1)
+        offsets = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
+        around = np.unique((blocks[:, None, :] + offsets[None]).reshape(-1, 3), axis=0)
+        context = np.flatnonzero(np.isin(packed_block, pack_coords(around)))
+        inside = np.isin(packed_block[context], pack_coords(blocks))
+        if not inside.any():
+            return None
+        colour = torch.from_numpy(self._rgb[context].astype(np.float32) / 255.0) \
+            if self.student.config.in_channels == 4 else None
+        return self._keys[context[inside]], self._xyz[context], colour, inside
 
     # -- labels ---------------------------------------------------------------------------------------------
 
@@ -207,15 +293,15 @@ class SemanticMap:
         """The map's objects (superpoints, then label-aware clustering) and their instance ids. An object
         keeps the id of the previous refresh's object of the same label it overlaps most (IoU >= match_iou)."""
         with self._lock:
-            xyz, rgb, features = self._xyz.astype(np.float64), self._rgb, self._features
+            xyz, rgb, features = self._xyz, self._rgb, self._features
             space = self._space
         if not len(xyz):
             return SceneObjects.empty(len(space.labels), features.shape[1]), np.zeros(0, np.int64)
-        unit = torch.nn.functional.normalize(torch.from_numpy(features.astype(np.float32)), dim=1)
+        xyz, rgb, unit, weights = _downsample(xyz, rgb, features, self.settings.objects_voxel_m)
         class_scores = np.concatenate([space.logits(unit[i:i + LABEL_CHUNK]).numpy()
                                        for i in range(0, len(unit), LABEL_CHUNK)])
         objects = map_objects(xyz, rgb, unit.numpy(), np.ones(len(xyz), bool), class_scores,
-                              compute_superpoints(xyz, rgb))
+                              compute_superpoints(xyz, rgb), weights)
         ids = self._instance_ids(objects)
         self._previous_objects = (objects, ids)
         return objects, ids
@@ -238,6 +324,17 @@ class SemanticMap:
         return ids
 
 
-def _rows_in(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Which of the int64 (N, 3) `rows` occur in `table` (M, 3)."""
-    return np.isin(pack_coords(rows), pack_coords(table))
+
+
+def _downsample(xyz: np.ndarray, rgb: np.ndarray, features: np.ndarray, cell_m: float
+                ) -> tuple[np.ndarray, np.ndarray, torch.Tensor, np.ndarray]:
+    """Mean position, colour and unit mean feature of the voxels in each `cell_m` cell, and their count."""
+    _, inverse, counts = np.unique(pack_coords(voxel_coords(xyz, cell_m)), return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    cells = len(counts)
+    mean_xyz = np.stack([np.bincount(inverse, xyz[:, i], cells) for i in range(3)], axis=1) / counts[:, None]
+    mean_rgb = np.stack([np.bincount(inverse, rgb[:, i], cells) for i in range(3)], axis=1) / counts[:, None]
+    summed = torch.zeros((cells, features.shape[1])).index_add_(0, torch.from_numpy(inverse),
+                                                                torch.from_numpy(features.astype(np.float32)))
+    return mean_xyz, np.rint(mean_rgb).astype(np.uint8), torch.nn.functional.normalize(summed, dim=1), \
+        counts.astype(np.float64)

@@ -20,7 +20,7 @@ from ov3d_ros.mapping.sensor_points import PointBatch
 from ov3d_ros.messages.pointcloud import pack_rgb
 
 MAP_POINT_DTYPE = np.dtype([("x", np.float32), ("y", np.float32), ("z", np.float32), ("rgb", np.float32),
-                            ("count", np.uint32)])
+                            ("count", np.uint32), ("observations", np.uint32)])
 SNAPSHOT_FORMAT = "ov3d-voxel-map-1"
 
 
@@ -43,6 +43,7 @@ class VoxelMap:
         self._sum_xyz = np.empty((0, 3), np.float64)
         self._sum_rgb = np.empty((0, 3), np.float64)
         self._count = np.empty(0, np.int64)
+        self._observations = np.empty(0, np.int64)     # readings (frames, scans) that hit the voxel
         self._last_seen = np.empty(0, np.int64)
         self._lock = threading.Lock()
 
@@ -66,12 +67,14 @@ class VoxelMap:
             self._sum_xyz[hit] += sum_xyz[found]
             self._sum_rgb[hit] += sum_rgb[found]
             self._count[hit] += counts[found]
+            self._observations[hit] += 1
             self._last_seen[hit] = np.maximum(self._last_seen[hit], batch.stamp_ns)
             new, at = ~found, pos[~found]
             self._keys = np.insert(self._keys, at, unique[new])
             self._sum_xyz = np.insert(self._sum_xyz, at, sum_xyz[new], axis=0)
             self._sum_rgb = np.insert(self._sum_rgb, at, sum_rgb[new], axis=0)
             self._count = np.insert(self._count, at, counts[new])
+            self._observations = np.insert(self._observations, at, 1)
             self._last_seen = np.insert(self._last_seen, at, batch.stamp_ns)
             self._evict_over_budget()
             self.version += 1
@@ -87,6 +90,7 @@ class VoxelMap:
         keep[victims] = False
         self._keys, self._sum_xyz, self._sum_rgb = self._keys[keep], self._sum_xyz[keep], self._sum_rgb[keep]
         self._count, self._last_seen = self._count[keep], self._last_seen[keep]
+        self._observations = self._observations[keep]
         self.evicted += excess
 
     def voxel_coords(self) -> np.ndarray:
@@ -95,7 +99,8 @@ class VoxelMap:
             return unpack_keys(self._keys)
 
     def to_points(self) -> np.ndarray:
-        """The map as a structured array (x, y, z mean position, packed rgb, observation count)."""
+        """The map as a structured array: mean position, packed rgb, point count and observations (readings that
+        hit the voxel)."""
         with self._lock:
             count = np.maximum(self._count, 1)[:, None]
             xyz = (self._sum_xyz / count).astype(np.float32)
@@ -104,13 +109,14 @@ class VoxelMap:
             out["x"], out["y"], out["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
             out["rgb"] = pack_rgb(rgb)
             out["count"] = np.minimum(self._count, np.iinfo(np.uint32).max)
+            out["observations"] = np.minimum(self._observations, np.iinfo(np.uint32).max)
         return out
 
     def save(self, path: str | os.PathLike[str]) -> int:
         """Write the whole map to `path` (.npz) atomically; returns the voxel count written."""
         with self._lock:
             arrays = {"keys": self._keys, "sum_xyz": self._sum_xyz, "sum_rgb": self._sum_rgb, "count": self._count,
-                      "last_seen": self._last_seen}
+                      "observations": self._observations, "last_seen": self._last_seen}
             counters = np.array([self.evicted, self.newest_stamp_ns], dtype=np.int64)
             with atomic_path(path) as temporary:
                 with open(temporary, "wb") as stream:
@@ -127,23 +133,25 @@ class VoxelMap:
                 if str(data["format"]) != SNAPSHOT_FORMAT:
                     raise MapFileError(f"{path}: not an ov3d voxel map ({SNAPSHOT_FORMAT})")
                 voxel_size, counters = float(data["voxel_size"]), data["counters"]
-                arrays = [data[name] for name in ("keys", "sum_xyz", "sum_rgb", "count", "last_seen")]
+                arrays = [data[name] for name in ("keys", "sum_xyz", "sum_rgb", "count", "observations", "last_seen")]
         except MapFileError:
             raise
         except (OSError, KeyError, ValueError) as exc:
             raise MapFileError(f"{path}: not a readable map file ({type(exc).__name__}: {exc})") from None
-        keys, sum_xyz, sum_rgb, count, last_seen = arrays
+        keys, sum_xyz, sum_rgb, count, observations, last_seen = arrays
         if not np.isclose(voxel_size, self.voxel_size):
             raise MapFileError(f"{path} was saved with {voxel_size * 100:.1f} cm voxels, this map uses "
                                f"{self.voxel_size * 100:.1f} cm")
         n = keys.size
         if sum_xyz.shape != (n, 3) or sum_rgb.shape != (n, 3) or count.shape != (n,) or last_seen.shape != (n,) \
+                or observations.shape != (n,) \
                 or (n > 1 and not np.all(np.diff(keys) > 0)):
             raise MapFileError(f"{path}: inconsistent map arrays")
         with self._lock:
             self._keys, self._sum_xyz, self._sum_rgb = keys.astype(np.int64), sum_xyz.astype(np.float64), \
                 sum_rgb.astype(np.float64)
             self._count, self._last_seen = count.astype(np.int64), last_seen.astype(np.int64)
+            self._observations = observations.astype(np.int64)
             self.evicted, self.newest_stamp_ns = int(counters[0]), int(counters[1])
             self._evict_over_budget()
             self.version += 1
@@ -155,5 +163,6 @@ class VoxelMap:
             self._keys = np.empty(0, np.int64)
             self._sum_xyz, self._sum_rgb = np.empty((0, 3)), np.empty((0, 3))
             self._count, self._last_seen = np.empty(0, np.int64), np.empty(0, np.int64)
+            self._observations = np.empty(0, np.int64)
             self.newest_stamp_ns = 0
             self.version += 1

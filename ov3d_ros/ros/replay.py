@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import rclpy
 from rclpy.context import Context
@@ -47,11 +47,13 @@ def topic_qos(info: TopicInfo) -> QoSProfile:
 
 
 def replay_bag(path: Path, rate: float = 1.0, topics: Sequence[str] | None = None, progress: bool = True,
-               wait_for_subscribers_s: float = 0.0, stop: threading.Event | None = None) -> ReplayStats:
+               wait_for_subscribers_s: float = 0.0, stop: threading.Event | None = None,
+               on_publish: Callable[[int, float], None] | None = None) -> ReplayStats:
     """Publish every message of the bag (or of `topics`) as raw CDR, paced by its log time divided by `rate`.
 
     /clock carries the bag time of each message just before it is published. With `wait_for_subscribers_s`,
-    playback starts once every topic has a subscriber, or when that many seconds have passed.
+    playback starts once every topic has a subscriber, or when that many seconds have passed. `on_publish` gets
+    (log time ns, time.monotonic()) of every message published.
     """
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
@@ -84,6 +86,8 @@ def replay_bag(path: Path, rate: float = 1.0, topics: Sequence[str] | None = Non
                 clock.publish(tick)
                 publishers[message.topic].publish(message.raw)
                 stats.published[message.topic] += 1
+                if on_publish is not None:
+                    on_publish(message.timestamp_ns, time.monotonic())
             stats.wall_time_s = time.monotonic() - started
             stats.bag_duration_s = bag.duration_s
             for publisher in publishers.values():   # let reliable subscribers receive the tail of the bag

@@ -264,7 +264,9 @@ class FusionNode(TfListenerMixin, Node):
 
     def _health_values(self) -> dict[str, Any]:
         values: dict[str, Any] = {"map.voxels": len(self.map), "map.evicted": self.map.evicted,
-                                  "map.budget": self.map.max_voxels}
+                                  "map.budget": self.map.max_voxels, "map.stamp_ns": self.map.newest_stamp_ns,
+                                  "map.version": self.map.version, "published.version": self._published_version,
+                                  "queue.waiting_for_tf": len(self._waiting_for_tf)}
         values.update({f"received.{topic}": count for topic, count in self.received.items()})
         values.update({f"integrated.{source}": count for source, count in self.integrated.items()})
         values.update({f"skipped_not_keyframe.{source}": count for source, count in self.skipped.items()})

@@ -1,9 +1,11 @@
 """segmentation_node: the student over the fused map, labels for the current vocabulary, instances for grounding.
 
-The newest /ov3d/map is processed by a worker thread (a map that arrives while one is processed replaces the
-waiting one: counted as `superseded`), so the executor keeps serving /set_vocabulary. Only the map's changed
-regions run through the network (`ov3d_ros.mapping.semantic_map`). Publishes the labelled map, instance boxes
-for RViz and the objects the grounding node answers from.
+Two threads do the work, so the executor keeps serving /set_vocabulary and new data never waits for the
+network (`ov3d_ros.mapping.semantic_map`):
+- labels: each new /ov3d/map is taken at once (one that arrives while another waits replaces it: counted as
+  `superseded`); new voxels are labelled from their neighbours, and the semantic map is published;
+- network: the student catches up over the changed regions one tile at a time, and every `objects_period_s`
+  the instances are refreshed and published (boxes for RViz, objects for the grounding node).
 """
 from __future__ import annotations
 
@@ -73,11 +75,11 @@ class SegmentationNode(Node):
         self._pending: PointCloud2 | None = None
         self._stamp_ns = 0
         self._objects_due = False
-        self._republish = False
         self._last_objects = -float("inf")
         self._object_count = 0
+        self._objects_version = -1
         self._lock = threading.Lock()
-        self._wake, self._stop = threading.Event(), threading.Event()
+        self._wake, self._network_wake, self._stop = threading.Event(), threading.Event(), threading.Event()
 
         self.semantic_publisher = self.create_publisher(PointCloud2, c.semantic_map_topic, LATCHED)
         self.marker_publisher = self.create_publisher(MarkerArray, c.markers_topic, LATCHED)
@@ -87,8 +89,10 @@ class SegmentationNode(Node):
         self.create_service(SetVocabulary, "/set_vocabulary", self.on_set_vocabulary, callback_group=group)
         self.health = Health(self, self.drops, self.times, c.diagnostics_period_s, self._health_values,
                              callback_group=group)
-        self._worker = threading.Thread(target=self._work, name="segmentation", daemon=True)
-        self._worker.start()
+        self._threads = [threading.Thread(target=self._label_loop, name="labels", daemon=True),
+                         threading.Thread(target=self._network_loop, name="network", daemon=True)]
+        for thread in self._threads:
+            thread.start()
         self.get_logger().info(f"labelling {c.map_topic} with {len(self.semantic.vocabulary.labels)} labels "
                                f"({self.encoder.name})")
 
@@ -130,9 +134,9 @@ class SegmentationNode(Node):
             self.drops.drop("internal_error", traceback.format_exc(limit=4))
             response.success, response.message = False, f"internal error: {exc}"
             return response
-        with self._lock:
-            self._republish, self._objects_due, self._last_objects = True, True, -float("inf")
-        self._wake.set()
+        self._objects_due, self._last_objects = True, -float("inf")
+        self._request_republish()
+        self._network_wake.set()
         response.success = True
         response.message = f"{len(vocabulary.labels)} labels; {len(self.semantic)} voxels relabelled"
         return response
@@ -157,36 +161,63 @@ class SegmentationNode(Node):
             self._pending = msg
         self._wake.set()
 
-    def _work(self) -> None:
+    def _label_loop(self) -> None:
+        """Thread 1: take each new map (fast: neighbours label new voxels) and publish the semantic map."""
         while not self._stop.is_set():
-            self._wake.wait(timeout=self._objects_wait())
+            self._wake.wait()
             self._wake.clear()
-            if self._stop.is_set():
-                return
-            self._step()
+            if not self._stop.is_set():
+                self._label_step()
 
-    def _objects_wait(self) -> float | None:
+    @guarded("malformed_map")
+    def _label_step(self) -> None:
+        with self._lock:
+            msg, self._pending = self._pending, None
+        if msg is not None:
+            self._update(msg)
+        if len(self.semantic):
+            with self.times.measure("publish_semantic_map"):
+                self._publish_semantic_map()
+        self._network_wake.set()
+
+    def _network_loop(self) -> None:
+        """Thread 2: the network over stale tiles, one at a time, and the objects when they are due."""
+        while not self._stop.is_set():
+            self._network_wake.wait(timeout=self._network_wait())
+            self._network_wake.clear()
+            if not self._stop.is_set():
+                self._network_step()
+
+    def _network_wait(self) -> float | None:
+        """Seconds the network thread may sleep: none while blocks are stale, until the objects are due, or
+        until woken."""
+        if self.semantic.stale_blocks:
+            return 0.0
         if not self._objects_due:
             return None
         return max(0.0, self._last_objects + self.config.objects_period_s - time.monotonic())
 
-    @guarded("malformed_map")
-    def _step(self) -> None:
-        with self._lock:
-            msg, self._pending = self._pending, None
-            republish, self._republish = self._republish, False
-        if msg is not None:
-            self._update(msg)
-            republish = True
-        if republish and len(self.semantic):
-            with self.times.measure("publish_semantic_map"):
-                self._publish_semantic_map()
+    @guarded("internal_error")
+    def _network_step(self) -> None:
+        if self.semantic.stale_blocks:
+            with self.times.measure("compute_tile"):
+                report = self.semantic.compute()
+            if report.recomputed:
+                self.times.add("student", report.student_s * 1000.0)
+                self._objects_due = True
+                self._request_republish()
         if self._objects_due and time.monotonic() - self._last_objects >= self.config.objects_period_s:
             self._objects_due = False
             self._last_objects = time.monotonic()
+            version = self.semantic.version
             with self.times.measure("objects"):
                 objects, ids = self.semantic.objects()
             self._publish_objects(objects, ids)
+            self._objects_version = version
+
+    def _request_republish(self) -> None:
+        """Have the labels thread publish the semantic map again (features or labels changed)."""
+        self._wake.set()
 
     def _update(self, msg: PointCloud2) -> None:
         frame = msg.header.frame_id.strip("/")
@@ -199,11 +230,9 @@ class SegmentationNode(Node):
             rgb = unpack_rgb(cloud.reshape(-1)["rgb"][kept]) if "rgb" in names else \
                 np.full((len(xyz), 3), 128, np.uint8)
         with self.times.measure("update"):
-            report = self.semantic.update(xyz, rgb)
-        if report.tiles:
-            self.times.add("student", report.student_s * 1000.0)
+            change = self.semantic.update(xyz, rgb)
         self._stamp_ns = stamp_to_ns(msg.header.stamp)
-        self._objects_due = self._objects_due or report.dirty_blocks > 0
+        self._objects_due = self._objects_due or change.changed > 0
 
     # -- outputs --------------------------------------------------------------------------------------------
 
@@ -253,14 +282,18 @@ class SegmentationNode(Node):
         with self._lock:
             waiting = int(self._pending is not None)
         return {"map.voxels": len(self.semantic), "objects": self._object_count, "queue.maps_waiting": waiting,
-                "superseded_maps": self.superseded, "vocabulary.labels": len(self.semantic.vocabulary.labels),
-                "semantic_map.stamp_ns": self._stamp_ns}
+                "superseded_maps": self.superseded, "stale_blocks": self.semantic.stale_blocks,
+                "vocabulary.labels": len(self.semantic.vocabulary.labels),
+                "semantic_map.stamp_ns": self._stamp_ns, "semantic.version": self.semantic.version,
+                "objects.version": self._objects_version}
 
     def close(self) -> None:
-        """Stop the worker (a clean stop)."""
+        """Stop the worker threads (a clean stop)."""
         self._stop.set()
         self._wake.set()
-        self._worker.join(timeout=10.0)
+        self._network_wake.set()
+        for thread in self._threads:
+            thread.join(timeout=10.0)
 
 
 def main(args: list[str] | None = None) -> int:

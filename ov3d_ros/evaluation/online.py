@@ -1,0 +1,132 @@
+"""Scoring the online graph against a scene's ground truth: the semantic map's labels carried onto the ground-truth
+points, the offline evaluation of the same checkpoint on the same scene, grounding answers against the targets,
+and a top-down picture of a labelled map. ROS-free: `ov3d replay --eval` and `ov3d demo` feed it what they
+received."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from ov3d_ros.config import LanguageConfig
+from ov3d_ros.data.dataset import Dataset
+from ov3d_ros.data.scanrefer import ReferringExpression, read_scanrefer
+from ov3d_ros.evaluation.grounding import GroundingCase, instance_boxes, score_case
+from ov3d_ros.evaluation.metrics import ConfusionAccumulator, SegmentationScores, segmentation_scores
+from ov3d_ros.evaluation.segmentation import checkpoint_source, dataset_vocabulary, evaluate_features
+from ov3d_ros.geometry.boxes import OrientedBox
+from ov3d_ros.language.vocabulary import Vocabulary
+
+TRANSFER_DISTANCE_M = 0.05     # a ground-truth point takes the label of the map point within this distance
+
+
+@dataclass(frozen=True)
+class LabelledMap:
+    """What the semantic map held: points (N, 3), label indices (N,) into `labels`, and colours (N, 3) uint8."""
+
+    xyz: np.ndarray
+    label: np.ndarray
+    rgb: np.ndarray
+    labels: tuple[str, ...]
+
+
+def transfer_labels(labelled: LabelledMap, points: np.ndarray, classes: Sequence[str],
+                    max_distance: float = TRANSFER_DISTANCE_M) -> np.ndarray:
+    """(P,) class index (into `classes`) of each of `points` from its nearest map point, -1 when none lies within
+    `max_distance` or the map's label is not one of `classes`."""
+    out = np.full(len(points), -1, np.int64)
+    if not len(labelled.xyz):
+        return out
+    index = {name.lower(): i for i, name in enumerate(classes)}
+    to_class = np.array([index.get(name.lower(), -1) for name in labelled.labels], np.int64)
+    distance, nearest = cKDTree(labelled.xyz).query(points, distance_upper_bound=max_distance)
+    hit = np.isfinite(distance)
+    out[hit] = to_class[labelled.label[nearest[hit]]]
+    return out
+
+
+def online_scores(dataset: Dataset, scene: str, labelled: LabelledMap) -> tuple[SegmentationScores, float]:
+    """Scores of the online map on the scene's ground-truth points, and the share of points it covered."""
+    cloud = dataset.scene_cloud(scene)
+    predicted = transfer_labels(labelled, cloud.coords, dataset.classes)
+    accumulator = ConfusionAccumulator(len(dataset.classes), dataset.info.ignore_label)
+    accumulator.add(predicted, cloud.labels)
+    scores = segmentation_scores(accumulator.confusion, list(dataset.classes), dataset.groups())
+    return scores, float((predicted >= 0).mean()) if len(predicted) else 0.0
+
+
+def offline_scores(dataset: Dataset, scene: str, checkpoint: str | Path, language: LanguageConfig,
+                   vocabulary: Vocabulary | None = None) -> SegmentationScores:
+    """The same checkpoint run once over the scene's own point cloud (what `ov3d eval seg` does)."""
+    vocabulary = vocabulary or dataset_vocabulary(dataset, language)
+    source, space, _ = checkpoint_source(checkpoint, vocabulary)
+    return evaluate_features(dataset, [scene], source, space, progress=False).scores
+
+
+def answer_box(position: Sequence[float], orientation_xyzw: Sequence[float], size: Sequence[float]) -> OrientedBox:
+    """The z-rotated box of a /ground_object candidate (its yaw from the pose's orientation)."""
+    yaw = float(Rotation.from_quat(np.asarray(orientation_xyzw, np.float64)).as_euler("zyx")[0])
+    return OrientedBox(np.asarray(position, np.float64), np.maximum(np.asarray(size, np.float64), 1e-3), yaw)
+
+
+def scene_descriptions(dataset: Dataset, scene: str) -> list[ReferringExpression]:
+    """The referring expressions of `scene` from the split file it belongs to."""
+    split = dataset.info.split_of(scene)
+    path = dataset.root / "scanrefer" / f"{split}.json"
+    return [e for e in read_scanrefer(path) if e.scene_id == scene] if path.is_file() else []
+
+
+def grounding_cases(dataset: Dataset, scene: str, expressions: Sequence[ReferringExpression],
+                    answers: Sequence[OrientedBox | None]) -> list[GroundingCase]:
+    """One case per expression: the IoU of the answer's box with its target's."""
+    truth = instance_boxes(dataset.scene_cloud(scene))
+    return [score_case(e.eval_type, answer, truth.get(e.object_id)) for e, answer in zip(expressions, answers)]
+
+
+def plot_top_down(labelled: LabelledMap, path: str | os.PathLike, title: str,
+                  boxes: Sequence[tuple[OrientedBox, str]] = ()) -> Path:
+    """A top-down picture of a labelled map (points coloured by label, highest on top) with optional boxes and
+    their captions, and a legend of the most frequent labels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch, Polygon
+
+    from ov3d_ros.files import atomic_path
+    from ov3d_ros.mapping.label_colours import label_colours
+
+    colours = label_colours(labelled.labels) / 255.0
+    order = np.argsort(labelled.xyz[:, 2]) if len(labelled.xyz) else np.zeros(0, np.int64)
+    fig = Figure(figsize=(7, 6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.scatter(labelled.xyz[order, 0], labelled.xyz[order, 1], c=colours[labelled.label[order]], s=0.5,
+               linewidths=0, rasterized=True)
+    for box, caption in boxes:
+        ax.add_patch(Polygon(box.corners_xy(), closed=True, fill=False, edgecolor="black", linewidth=1.5))
+        ax.annotate(caption, box.centre[:2], fontsize=8, ha="center", va="center",
+                    bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
+    counts = np.bincount(labelled.label, minlength=len(labelled.labels)) if len(labelled.label) else \
+        np.zeros(len(labelled.labels), np.int64)
+    frequent = [i for i in np.argsort(-counts)[:12] if counts[i]]
+    ax.legend(handles=[Patch(color=colours[i], label=labelled.labels[i]) for i in frequent], loc="upper left",
+              bbox_to_anchor=(1.0, 1.0), fontsize=8, title="labels")
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    ax.set_title(title)
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, format="png", dpi=120)
+    return path
+
+
+def segmentation_summary(scores: SegmentationScores) -> dict[str, Any]:
+    """mIoU / mAcc and the per-class IoU of the classes present, for a report."""
+    data = scores.to_dict()
+    return {"miou": data["miou"], "macc": data["macc"], "overall_accuracy": data["overall_accuracy"],
+            "per_class_iou": {c["name"]: c["iou"] for c in data["classes"] if c["iou"] is not None}}

@@ -1,0 +1,180 @@
+"""A client of the running perception graph: the node `ov3d replay --eval`, `ov3d demo` and the tests use to set
+the vocabulary, ask /ground_object, and read the semantic map and /diagnostics; and the graph as a child process."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from ov3d_interfaces.srv import GroundObject, SetVocabulary
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import PointCloud2
+
+from ov3d_ros.evaluation.online import LabelledMap
+from ov3d_ros.messages import pointcloud2_to_array, unpack_rgb
+from ov3d_ros.messages.types import stamp_to_ns
+from ov3d_ros.ros.dds import configure_transport
+from ov3d_ros.ros.health import DIAGNOSTICS_TOPIC, diagnostic_values, status_name
+from ov3d_ros.ros.qos import LATCHED
+
+SERVICE_TIMEOUT_S = 30.0
+
+
+class GraphError(TimeoutError):
+    """The graph did not start, answer or settle in time."""
+
+
+@dataclass(frozen=True)
+class SemanticMapSample:
+    """One /ov3d/semantic_map message as received."""
+
+    stamp_ns: int            # newest sensor data the map holds
+    received: float          # time.monotonic() at arrival
+    points: int
+
+
+class GraphClient:
+    """A node in its own context, spun by a background thread; every call is thread-safe and bounded in time."""
+
+    def __init__(self, name: str = "ov3d_client", semantic_map_topic: str = "/ov3d/semantic_map") -> None:
+        configure_transport()
+        self._context = Context()
+        rclpy.init(context=self._context, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node(name, context=self._context)
+        self._lock = threading.Lock()
+        self._semantic_map: PointCloud2 | None = None
+        self.map_samples: list[SemanticMapSample] = []
+        self._diagnostics: dict[str, dict[str, str]] = {}
+        self.node.create_subscription(PointCloud2, semantic_map_topic, self._on_semantic_map, LATCHED)
+        self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 50)
+        self._ground = self.node.create_client(GroundObject, "/ground_object")
+        self._vocabulary = self.node.create_client(SetVocabulary, "/set_vocabulary")
+        self._executor = SingleThreadedExecutor(context=self._context)
+        self._executor.add_node(self.node)
+        self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
+        self._spinner.start()
+
+    def _on_semantic_map(self, msg: PointCloud2) -> None:
+        with self._lock:
+            self._semantic_map = msg
+            self.map_samples.append(SemanticMapSample(stamp_to_ns(msg.header.stamp), time.monotonic(),
+                                                      msg.width * msg.height))
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        with self._lock:
+            self._diagnostics.update(diagnostic_values(msg))
+
+    def diagnostics(self, node_name: str) -> dict[str, str]:
+        """The newest /diagnostics values of a node of the graph ({} before its first report)."""
+        with self._lock:
+            return dict(self._diagnostics.get(status_name(node_name), {}))
+
+    def wait_for_graph(self, timeout_s: float = 60.0) -> None:
+        """Until /ground_object and /set_vocabulary are offered; GraphError after `timeout_s`."""
+        for client, name in ((self._ground, "/ground_object"), (self._vocabulary, "/set_vocabulary")):
+            if not client.wait_for_service(timeout_sec=timeout_s):
+                raise GraphError(f"{name} was not offered within {timeout_s:.0f} s: is the graph running?")
+
+    def _call(self, client: Any, request: Any, timeout_s: float = SERVICE_TIMEOUT_S) -> Any:
+        done = threading.Event()
+        future = client.call_async(request)
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(timeout_s):
+            client.remove_pending_request(future)
+            raise GraphError(f"no answer from {client.srv_name} within {timeout_s:.0f} s")
+        return future.result()
+
+    def set_vocabulary(self, entries: Sequence[str]) -> str:
+        response = self._call(self._vocabulary, SetVocabulary.Request(labels=list(entries)))
+        if not response.success:
+            raise GraphError(f"/set_vocabulary refused the vocabulary: {response.message}")
+        return response.message
+
+    def ground(self, query: str, max_results: int = 1, target_frame: str = "") -> tuple[Any, float]:
+        """The /ground_object response and its round-trip time in ms."""
+        started = time.perf_counter()
+        response = self._call(self._ground, GroundObject.Request(query=query, target_frame=target_frame,
+                                                                 max_results=max_results))
+        return response, (time.perf_counter() - started) * 1000.0
+
+    def semantic_map(self, labels: Sequence[str]) -> LabelledMap | None:
+        """The newest semantic map, decoded; `labels` is the vocabulary its label indices refer to."""
+        with self._lock:
+            msg = self._semantic_map
+        if msg is None:
+            return None
+        cloud = pointcloud2_to_array(msg).reshape(-1)
+        xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1).astype(np.float64)
+        return LabelledMap(xyz, cloud["label"].astype(np.int64), unpack_rgb(cloud["rgb"]), tuple(labels))
+
+    def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.2) -> float:
+        """Seconds until `condition()` held; GraphError naming `what` after `timeout_s`."""
+        started = time.monotonic()
+        while not condition():
+            if time.monotonic() - started > timeout_s:
+                raise GraphError(f"{what} did not happen within {timeout_s:.0f} s")
+            time.sleep(poll_s)
+        return time.monotonic() - started
+
+    def close(self) -> None:
+        self._executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        if self._context.ok():
+            rclpy.shutdown(context=self._context)
+        self._spinner.join(timeout=2.0)
+
+    def __enter__(self) -> GraphClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class GraphProcess:
+    """`ov3d launch --config CONFIG` in a child process (its output in `log`), stopped with SIGINT."""
+
+    def __init__(self, config: str | os.PathLike[str], log: str | os.PathLike[str]) -> None:
+        self.config, self.log_path = Path(config), Path(log)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> GraphProcess:
+        configure_transport()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "w", encoding="utf-8")
+        self.process = subprocess.Popen([sys.executable, "-m", "ov3d_ros.cli", "launch", "--config", str(self.config)],
+                                        stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """SIGINT, then SIGKILL after `timeout_s`; the exit status."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+    def __enter__(self) -> GraphProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -77,6 +77,33 @@ class ComputeReport:
     seconds: float
 
 
+class FeaturePool:
+    """fp16 feature rows that voxels point into: a changing map allocates and frees rows, so an update never
+    rebuilds one (N, D) array (hundreds of MB for a large map)."""
+
+    def __init__(self, dim: int) -> None:
+        self.rows = np.empty((0, dim), np.float16)
+        self._used = 0
+        self._free = np.empty(0, np.int64)
+
+    def allocate(self, count: int) -> np.ndarray:
+        """`count` row indices: freed ones first, then new ones (the pool grows by half when full)."""
+        reused = min(count, len(self._free))
+        rows = self._free[len(self._free) - reused:]
+        self._free = self._free[:len(self._free) - reused]
+        fresh = count - reused
+        if self._used + fresh > len(self.rows):
+            grown = np.empty((max(self._used + fresh, int(len(self.rows) * 1.5)), self.rows.shape[1]), np.float16)
+            grown[:self._used] = self.rows[:self._used]
+            self.rows = grown
+        rows = np.concatenate([rows, np.arange(self._used, self._used + fresh)])
+        self._used += fresh
+        return rows
+
+    def release(self, rows: np.ndarray) -> None:
+        self._free = np.concatenate([self._free, np.asarray(rows, np.int64)])
+
+
 class SemanticMap:
     """Per-voxel student features of a changing map, and their labels. Thread-safe.
 
@@ -94,7 +121,8 @@ class SemanticMap:
         self._keys = np.empty(0, np.int64)
         self._xyz = np.empty((0, 3), np.float32)
         self._rgb = np.empty((0, 3), np.uint8)
-        self._features = np.empty((0, student.config.out_dim), np.float16)
+        self._pool = FeaturePool(student.config.out_dim)
+        self._row = np.empty(0, np.int64)               # each voxel's row in the pool
         self._labels = np.empty(0, np.int64)
         self._scores = np.empty(0, np.float32)
         self._pending: dict[int, int] = {}             # packed block -> voxels changed since it was computed
@@ -127,15 +155,18 @@ class SemanticMap:
         keys, first = np.unique(pack_coords(voxel_coords(xyz, self.voxel_size)), return_index=True)
         xyz, rgb = xyz[first], rgb[first]
         with self._lock:
-            changed, kept_from, kept_to = self._changed_voxels(keys, rgb)
-            features = np.zeros((len(keys), self._features.shape[1]), np.float16)
+            changed, kept_from, kept_to, removed = self._changed_voxels(keys, rgb)
+            row = np.empty(len(keys), np.int64)
             labels, scores = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.float32)
-            features[kept_to] = self._features[kept_from]
+            row[kept_to] = self._row[kept_from]
             labels[kept_to], scores[kept_to] = self._labels[kept_from], self._scores[kept_from]
-            self._fill_from_neighbours(keys, kept_to, features, labels, scores)
+            self._pool.release(self._row[removed])
+            new = np.setdiff1d(np.arange(len(keys)), kept_to, assume_unique=True)
+            row[new] = self._pool.allocate(len(new))
+            self._fill_from_neighbours(keys, kept_to, new, row, labels, scores)
             self._queue_changes(changed)
             self._keys, self._xyz, self._rgb = keys, xyz, rgb
-            self._features, self._labels, self._scores = features, labels, scores
+            self._row, self._labels, self._scores = row, labels, scores
             self._block_sizes = None
             if len(changed):
                 self.version += 1
@@ -184,7 +215,7 @@ class SemanticMap:
             found = rows < len(self._keys)
             found[found] = self._keys[rows[found]] == target_keys[found]
             rows, features = rows[found], features[found]
-            self._features[rows] = features
+            self._pool.rows[self._row[rows]] = features
             self._labels[rows], self._scores[rows] = self._label_rows(features)
             self.version += 1
         return ComputeReport(int(chosen.sum()), len(rows), student_s, time.perf_counter() - started)
@@ -200,9 +231,11 @@ class SemanticMap:
         found = (occupied[position] == blocks) if len(occupied) else np.zeros(len(blocks), bool)
         return np.where(found, counts[position] if len(occupied) else 0, 0)
 
-    def _changed_voxels(self, keys: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Coordinates of the voxels that appeared, vanished or (colour students) changed colour; and the
-        old -> new rows of the voxels kept (a recoloured voxel keeps its features until its block is recomputed)."""
+    def _changed_voxels(self, keys: np.ndarray, rgb: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Coordinates of the voxels that appeared, vanished or (colour students) changed colour; the old -> new
+        indices of the voxels kept (a recoloured voxel keeps its features until its block is recomputed); the old
+        indices of the voxels gone."""
         old = self._keys
         in_old = np.isin(keys, old, assume_unique=True)
         in_new = np.isin(old, keys, assume_unique=True)
@@ -213,7 +246,7 @@ class SemanticMap:
             difference = np.abs(rgb[kept_to].astype(np.int16) - self._rgb[kept_from].astype(np.int16)).max(axis=1)
             recoloured = difference > self.settings.colour_tolerance
         changed = np.concatenate([keys[~in_old], old[~in_new], keys[kept_to[recoloured]]])
-        return unpack_keys(changed), kept_from, kept_to
+        return unpack_keys(changed), kept_from, kept_to, np.flatnonzero(~in_new)
 
     def _queue_changes(self, changed: np.ndarray) -> None:
         if not len(changed):
@@ -223,17 +256,17 @@ class SemanticMap:
         for block, count in zip(blocks.tolist(), counts.tolist()):
             self._pending[block] = self._pending.get(block, 0) + count
 
-    @staticmethod
-    def _fill_from_neighbours(keys: np.ndarray, kept: np.ndarray, features: np.ndarray, labels: np.ndarray,
-                              scores: np.ndarray) -> None:
-        """New voxels take the features and label of their nearest kept voxel until their block is computed."""
-        missing = np.setdiff1d(np.arange(len(keys)), kept, assume_unique=True)
-        if not len(missing) or not len(kept):
+    def _fill_from_neighbours(self, keys: np.ndarray, kept: np.ndarray, new: np.ndarray, row: np.ndarray,
+                              labels: np.ndarray, scores: np.ndarray) -> None:
+        """The `new` voxels take the features and label of their nearest `kept` voxel until their block is
+        computed."""
+        if not len(new) or not len(kept):
             return
         coords = unpack_keys(keys)
-        _, nearest = cKDTree(coords[kept]).query(coords[missing])
+        _, nearest = cKDTree(coords[kept]).query(coords[new])
         source = kept[nearest]
-        features[missing], labels[missing], scores[missing] = features[source], labels[source], scores[source]
+        self._pool.rows[row[new]] = self._pool.rows[row[source]]
+        labels[new], scores[new] = labels[source], scores[source]
 
     def _tile_inputs(self, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None, np.ndarray] | None:
         """What the network needs for the voxels of `blocks` (B, 3): their keys; the map's points of these blocks
@@ -272,7 +305,9 @@ class SemanticMap:
         space = self._space_of(vocabulary)
         with self._lock:
             self.vocabulary, self._space = vocabulary, space
-            self._labels, self._scores = self._label_rows(self._features)
+            for start in range(0, len(self._row), LABEL_CHUNK):
+                chunk = slice(start, start + LABEL_CHUNK)
+                self._labels[chunk], self._scores[chunk] = self._label_rows(self._pool.rows[self._row[chunk]])
             self._previous_objects = None
             self.version += 1
 
@@ -285,7 +320,7 @@ class SemanticMap:
     def features(self) -> np.ndarray:
         """(N, D) fp16 features in the order of `snapshot`."""
         with self._lock:
-            return self._features.copy()
+            return self._pool.rows[self._row]
 
     # -- objects --------------------------------------------------------------------------------------------
 
@@ -293,7 +328,7 @@ class SemanticMap:
         """The map's objects (superpoints, then label-aware clustering) and their instance ids. An object
         keeps the id of the previous refresh's object of the same label it overlaps most (IoU >= match_iou)."""
         with self._lock:
-            xyz, rgb, features = self._xyz, self._rgb, self._features
+            xyz, rgb, features = self._xyz, self._rgb, self._pool.rows[self._row]
             space = self._space
         if not len(xyz):
             return SceneObjects.empty(len(space.labels), features.shape[1]), np.zeros(0, np.int64)

@@ -104,11 +104,12 @@ def top_box(response: Any) -> OrientedBox | None:
 
 
 def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scene: str, config: PerceptionConfig,
-                          rate: float = 1.0, settle_timeout_s: float = 180.0, progress: bool = True
-                          ) -> tuple[dict[str, Any], LabelledMap]:
+                          rate: float = 1.0, entries: Sequence[str] | None = None, settle_timeout_s: float = 180.0,
+                          progress: bool = True) -> tuple[dict[str, Any], LabelledMap]:
     """Replay `bag` into the graph `client` talks to, wait until it settles, and score it (see the module
-    docstring). Returns the report and the final semantic map."""
-    entries = dataset_entries(dataset)
+    docstring). The graph labels with the dataset's classes (`entries`: default with the dataset's synonyms).
+    Returns the report and the final semantic map."""
+    entries = dataset_entries(dataset) if entries is None else list(entries)
     client.wait_for_graph()
     client.set_vocabulary(entries)
     log = PublishLog()

@@ -1,0 +1,122 @@
+"""`ov3d demo`: the whole online stack on one synthetic room, with the embedded defaults and no arguments.
+
+Renders a small scene (RGB-D + LiDAR bag, ground truth, descriptions), starts the node graph in a child process,
+replays the bag into it, asks grounding queries through /ground_object (among them a synonym the vocabulary does
+not list), prints the answers, and writes a top-down picture of the semantic map with the answers, the labelled
+map as PLY and the replay evaluation's JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import yaml
+
+from ov3d_ros.config import MultiViewFusionConfig, SynthConfig, default_config_path, load_perception_config
+from ov3d_ros.data.dataset import Dataset
+from ov3d_ros.data.ply import write_ply
+from ov3d_ros.data.scanrefer import ReferringExpression
+from ov3d_ros.evaluation.online import LabelledMap, plot_top_down, scene_descriptions
+from ov3d_ros.geometry.boxes import OrientedBox, box_iou
+
+SPLIT = "demo"
+DESCRIPTION_QUERIES = 3
+MIN_CLASS_VOXELS = 500        # a class "is on the map" when this many voxels carry it
+
+
+def demo_config(out: Path) -> Path:
+    """The packaged perception.yaml with the snapshots kept under `out` (so the demo never resumes a robot's map
+    or leaves one behind elsewhere)."""
+    doc = yaml.safe_load(default_config_path("perception.yaml").read_text(encoding="utf-8"))
+    for node in ("fusion_node", "segmentation_node"):
+        doc[node]["ros__parameters"]["snapshot_dir"] = str(out / "state")
+    path = out / "perception.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def choose_queries(expressions: Sequence[ReferringExpression], labelled: LabelledMap,
+                   synonyms: dict[str, tuple[str, ...]]) -> list[tuple[str, ReferringExpression | None]]:
+    """A few of the scene's descriptions whose target class the map shows, and a bare synonym of the most
+    mapped object class (the vocabulary lists names only, so the synonym is new to it)."""
+    counts = np.bincount(labelled.label, minlength=len(labelled.labels))
+    mapped = [labelled.labels[i] for i in np.argsort(-counts) if counts[i] >= MIN_CLASS_VOXELS]
+    queries: list[tuple[str, ReferringExpression | None]] = []
+    seen: set[str] = set()
+    for expression in expressions:
+        if expression.object_name in mapped and expression.object_name not in seen:
+            queries.append((expression.description, expression))
+            seen.add(expression.object_name)
+        if len(queries) == DESCRIPTION_QUERIES:
+            break
+    objects = [name for name in mapped if name not in ("wall", "floor", "ceiling") and synonyms.get(name)]
+    if objects:
+        queries.append((f"the {synonyms[objects[0]][0]}", None))
+    return queries
+
+
+def describe_answer(response: Any, target: OrientedBox | None) -> tuple[str, OrientedBox | None]:
+    """One line about a /ground_object answer, and the box of its best candidate."""
+    from ov3d_ros.ros.replay_eval import top_box
+
+    if not response.success:
+        return f"no answer: {response.message}", None
+    best, box = response.candidates[0], top_box(response)
+    p = best.pose.pose.position
+    line = (f"{best.label} #{best.instance_id} (score {best.score:.2f}) at ({p.x:.2f}, {p.y:.2f}, {p.z:.2f}), "
+            f"{best.size.x:.2f} x {best.size.y:.2f} x {best.size.z:.2f} m")
+    if target is not None and box is not None:
+        line += f"; IoU with the described object {box_iou(box, target):.2f}"
+    return line, box
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from ov3d_ros.commands.replay import summary_lines, write_replay_report
+    from ov3d_ros.data.synthetic.world import synthesize
+    from ov3d_ros.evaluation.grounding import instance_boxes
+    from ov3d_ros.ros.graph_client import GraphClient, GraphProcess
+    from ov3d_ros.ros.replay_eval import run_replay_evaluation
+
+    started = time.monotonic()
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    data = out / "data"
+    synth = SynthConfig(frames=args.frames, duration_s=args.duration, lidar=True, descriptions_per_object=3)
+    print(f"1/4 rendering a room (seed {args.seed}): {args.frames} RGB-D frames and a LiDAR over "
+          f"{args.duration:.0f} s")
+    synthesize(data, SPLIT, [args.seed], synth, teacher=None, fusion=MultiViewFusionConfig(), progress=False)
+    dataset = Dataset(data)
+    scene = dataset.scenes(SPLIT)[0]
+    config_path = demo_config(out)
+    print("2/4 starting the graph (fusion, segmentation, grounding) and replaying the bag")
+    with GraphProcess(config_path, out / "graph.log") as graph, GraphClient("ov3d_demo") as client:
+        report, labelled = run_replay_evaluation(client, data / "bags" / scene, dataset, scene,
+                                                 load_perception_config(config_path), rate=args.rate,
+                                                 entries=list(dataset.classes), progress=not args.quiet)
+        print("3/4 asking /ground_object")
+        truth = instance_boxes(dataset.scene_cloud(scene))
+        answers: list[tuple[OrientedBox, str]] = []
+        for query, expression in choose_queries(scene_descriptions(dataset, scene), labelled,
+                                                dataset.info.synonyms):
+            response, ms = client.ground(query, max_results=3)
+            target = truth.get(expression.object_id) if expression is not None else None
+            line, box = describe_answer(response, target)
+            print(f"  '{query}'\n    -> {line} [{ms:.0f} ms]")
+            if box is not None:
+                answers.append((box, query if len(query) <= 24 else query[:22] + "..."))
+        status = graph.stop()
+    print("4/4 writing the results")
+    write_replay_report(report, labelled, out / "report.json")
+    picture = plot_top_down(labelled, out / "semantic_map.png", f"{scene}: semantic map and answers", answers)
+    write_ply(out / "semantic_map.ply", labelled.xyz, labelled.rgb,
+              labelled.label if len(labelled.labels) < 255 else None)     # PLY labels are uint8
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {picture}, {out / 'semantic_map.ply'} and {out / 'report.json'} "
+          f"in {time.monotonic() - started:.0f} s (graph exit status {status})")
+    return 0

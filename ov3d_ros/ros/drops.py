@@ -42,23 +42,28 @@ class DropCounter:
             return sum(self._counts.values())
 
 
-def guarded(reason: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Decorate a node callback so nothing raises out of it: bad input is counted as `<reason>`.
+def run_guarded(owner: Any, reason: str, callback: Callable[[], None]) -> None:
+    """Run `callback`, counting what it raises in `owner.drops` instead of letting it out.
 
     ValueError (MessageError, TransformError ...) is bad input, counted as `reason`; LookupError (a TF lookup
-    that cannot be answered) is counted as `tf_lookup_failed`; anything else is counted as
-    `internal_error` and logged with its traceback, so a bug is visible but never kills the executor.
+    that cannot be answered) is counted as `tf_lookup_failed`; anything else is counted as `internal_error` and
+    logged with its traceback, so a bug is visible but never kills the executor.
     """
+    try:
+        callback()
+    except LookupError as exc:
+        owner.drops.drop("tf_lookup_failed", str(exc))
+    except ValueError as exc:
+        owner.drops.drop(reason, str(exc))
+    except Exception:  # noqa: BLE001 - a callback must never take the node down
+        owner.drops.drop("internal_error", traceback.format_exc(limit=4))
+
+
+def guarded(reason: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorate a node callback so nothing raises out of it (see `run_guarded`)."""
     def wrap(callback: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(callback)
         def run(self: Any, *args: Any) -> None:
-            try:
-                callback(self, *args)
-            except LookupError as exc:
-                self.drops.drop("tf_lookup_failed", str(exc))
-            except ValueError as exc:
-                self.drops.drop(reason, str(exc))
-            except Exception:  # noqa: BLE001 - a callback must never take the node down
-                self.drops.drop("internal_error", traceback.format_exc(limit=4))
+            run_guarded(self, reason, lambda: callback(self, *args))
         return run
     return wrap

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from ov3d_interfaces.srv import GroundObject, SetVocabulary
+from ov3d_interfaces.srv import GroundObject, MapFile, SetVocabulary
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
@@ -60,6 +60,7 @@ class GraphClient:
         self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 50)
         self._ground = self.node.create_client(GroundObject, "/ground_object")
         self._vocabulary = self.node.create_client(SetVocabulary, "/set_vocabulary")
+        self._map_files = {verb: self.node.create_client(MapFile, f"/ov3d/{verb}_map") for verb in ("save", "load")}
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
@@ -79,6 +80,11 @@ class GraphClient:
         """The newest /diagnostics values of a node of the graph ({} before its first report)."""
         with self._lock:
             return dict(self._diagnostics.get(status_name(node_name), {}))
+
+    def forget_diagnostics(self) -> None:
+        """Drop the reports received so far (after restarting the graph: only its new reports count)."""
+        with self._lock:
+            self._diagnostics.clear()
 
     def wait_for_graph(self, timeout_s: float = 60.0) -> None:
         """Until /ground_object and /set_vocabulary are offered; GraphError after `timeout_s`."""
@@ -100,6 +106,13 @@ class GraphClient:
         if not response.success:
             raise GraphError(f"/set_vocabulary refused the vocabulary: {response.message}")
         return response.message
+
+    def map_file(self, verb: str, path: str = "") -> Any:
+        """/ov3d/save_map or /ov3d/load_map (`verb` "save" / "load") with `path` ("" = the node's snapshot)."""
+        client = self._map_files[verb]
+        if not client.wait_for_service(timeout_sec=SERVICE_TIMEOUT_S):
+            raise GraphError(f"/ov3d/{verb}_map is not offered")
+        return self._call(client, MapFile.Request(path=path))
 
     def ground(self, query: str, max_results: int = 1, target_frame: str = "") -> tuple[Any, float]:
         """The /ground_object response and its round-trip time in ms."""

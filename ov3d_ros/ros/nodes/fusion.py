@@ -35,7 +35,7 @@ from ov3d_ros.messages import (
 )
 from ov3d_ros.messages.time_sync import ApproximateTimeSynchronizer
 from ov3d_ros.messages.types import stamp_to_ns
-from ov3d_ros.ros.drops import DropCounter, guarded
+from ov3d_ros.ros.drops import DropCounter, guarded, run_guarded
 from ov3d_ros.ros.health import Health
 from ov3d_ros.ros.params import declare_config
 from ov3d_ros.ros.qos import LATCHED, sensor_qos
@@ -77,7 +77,7 @@ class FusionNode(TfListenerMixin, Node):
         self.integrated = {"rgbd": 0, "lidar": 0}
         self.skipped = {"rgbd": 0, "lidar": 0}        # not keyframes
         self.times = StageTimes()
-        self._waiting_for_tf: deque[tuple[float, str, int, Callable[[], None]]] = deque()
+        self._waiting_for_tf: deque[tuple[float, str, str, int, Callable[[], None]]] = deque()
         self._retrying = False
         self._published_version = -1
         self._snapshot_version = 0
@@ -135,41 +135,43 @@ class FusionNode(TfListenerMixin, Node):
 
     @guarded("malformed_rgbd")
     def on_rgbd(self, color_msg: Image, depth_msg: Image, info_msg: CameraInfo) -> None:
-        """A synchronised colour + depth + camera-info set: back-project, transform, integrate."""
+        """A synchronised colour + depth + camera-info set: decode, then back-project and integrate once posed."""
         c = self.config
         stamp_ns, frame = _stamp_and_frame(depth_msg, "depth image")
-        map_from_camera = self._lookup_or_wait(frame, stamp_ns, lambda: self.on_rgbd(color_msg, depth_msg, info_msg))
-        if map_from_camera is None:
-            return
-        if not self.keyframes.due(frame, map_from_camera, stamp_ns):
-            self.skipped["rgbd"] += 1
-            return
         camera = camera_info_to_camera(info_msg)
         depth = depth_to_metres(depth_msg)
         if depth.shape != (camera.height, camera.width):
             raise MessageError(f"depth image is {depth.shape[1]}x{depth.shape[0]} but camera_info says "
                                f"{camera.width}x{camera.height}")
         color = image_to_array(color_msg)
-        if self._integrate(rgbd_points(color, depth, camera, map_from_camera, stamp_ns, c.depth_stride,
-                                       c.depth_min_m, c.depth_max_m)):
-            self.keyframes.mark(frame, map_from_camera, stamp_ns)
+        self._integrate_when_posed("rgbd", frame, stamp_ns, lambda pose: rgbd_points(
+            color, depth, camera, pose, stamp_ns, c.depth_stride, c.depth_min_m, c.depth_max_m))
 
     @guarded("malformed_lidar")
     def on_lidar(self, msg: PointCloud2) -> None:
         c = self.config
         self.received["lidar"] += 1
         stamp_ns, frame = _stamp_and_frame(msg, "point cloud")
-        map_from_lidar = self._lookup_or_wait(frame, stamp_ns, lambda: self.on_lidar(msg))
-        if map_from_lidar is None:
-            return
-        if not self.keyframes.due(frame, map_from_lidar, stamp_ns):
-            self.skipped["lidar"] += 1
-            return
         cloud = pointcloud2_to_array(msg)
-        if self._integrate(lidar_points(cloud, map_from_lidar, stamp_ns, c.lidar_min_m, c.lidar_max_m)):
-            self.keyframes.mark(frame, map_from_lidar, stamp_ns)
+        self._integrate_when_posed("lidar", frame, stamp_ns, lambda pose: lidar_points(
+            cloud, pose, stamp_ns, c.lidar_min_m, c.lidar_max_m))
 
-    def _lookup_or_wait(self, frame: str, stamp_ns: int, retry: Callable[[], None]) -> RigidTransform | None:
+    def _integrate_when_posed(self, source: str, frame: str, stamp_ns: int,
+                              points: Callable[[RigidTransform], PointBatch]) -> None:
+        """Integrate a decoded reading once its pose in the map is known (it may wait for TF) and it is a
+        keyframe."""
+        pose = self._lookup_or_wait(source, frame, stamp_ns,
+                                    lambda: self._integrate_when_posed(source, frame, stamp_ns, points))
+        if pose is None:
+            return
+        if not self.keyframes.due(frame, pose, stamp_ns):
+            self.skipped[source] += 1
+            return
+        if self._integrate(points(pose)):
+            self.keyframes.mark(frame, pose, stamp_ns)
+
+    def _lookup_or_wait(self, source: str, frame: str, stamp_ns: int,
+                        retry: Callable[[], None]) -> RigidTransform | None:
         """map <- frame at the reading's stamp; None when the transform may still arrive (the reading waits up to
         tf_wait_s and `retry` runs it again). Raises TransformLookupError when waiting is over or off."""
         try:
@@ -180,7 +182,7 @@ class FusionNode(TfListenerMixin, Node):
         if len(self._waiting_for_tf) >= self.config.sync_queue_size:
             self._waiting_for_tf.popleft()
             self.drops.drop("tf_lookup_failed", "too many readings waiting for their transforms")
-        self._waiting_for_tf.append((time.monotonic() + self.config.tf_wait_s, frame, stamp_ns, retry))
+        self._waiting_for_tf.append((time.monotonic() + self.config.tf_wait_s, source, frame, stamp_ns, retry))
         return None
 
     def _retry_waiting_for_tf(self) -> None:
@@ -188,13 +190,13 @@ class FusionNode(TfListenerMixin, Node):
         now, still = time.monotonic(), deque()
         while self._waiting_for_tf:
             waiting = self._waiting_for_tf.popleft()
-            deadline, frame, stamp_ns, retry = waiting
+            deadline, source, frame, stamp_ns, retry = waiting
             if now < deadline and not self.tf.can_transform(self.config.map_frame, frame, stamp_ns):
                 still.append(waiting)
                 continue
             self._retrying = True
             try:
-                retry()
+                run_guarded(self, f"malformed_{source}", retry)
             finally:
                 self._retrying = False
         self._waiting_for_tf = still

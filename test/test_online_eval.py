@@ -1,0 +1,35 @@
+"""Scoring the online graph: labels carried from the map onto ground-truth points, answer boxes from poses,
+and the replay's publish log."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from ov3d_ros.evaluation.online import LabelledMap, answer_box, transfer_labels
+
+
+def test_labels_transfer_by_nearest_map_point_within_reach():
+    labelled = LabelledMap(np.array([[0.0, 0, 0], [1.0, 0, 0]]), np.array([0, 1]), np.zeros((2, 3), np.uint8),
+                           ("Chair", "lamp"))
+    points = np.array([[0.01, 0, 0], [0.99, 0, 0.02], [0.5, 0, 0]])
+    assert list(transfer_labels(labelled, points, ["table", "lamp", "chair"])) == [2, 1, -1]
+    assert list(transfer_labels(labelled, points, ["table"])) == [-1, -1, -1]        # names not in the classes
+    empty = LabelledMap(np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros((0, 3), np.uint8), ())
+    assert list(transfer_labels(empty, points, ["lamp"])) == [-1, -1, -1]
+
+
+def test_answer_box_takes_the_yaw_of_the_pose():
+    quaternion = Rotation.from_euler("z", 0.7).as_quat()
+    box = answer_box((1.0, 2.0, 0.5), quaternion, (0.4, 0.2, 1.0))
+    assert box.yaw == pytest.approx(0.7) and np.allclose(box.centre, (1, 2, 0.5)) and np.allclose(box.size,
+                                                                                               (0.4, 0.2, 1))
+
+
+def test_publish_log_finds_the_reading_a_map_holds():
+    pytest.importorskip("rclpy")                   # replay_eval belongs to the ROS layer
+    from ov3d_ros.ros.replay_eval import PublishLog
+    log = PublishLog()
+    for stamp, wall in ((10, 1.0), (20, 2.0), (30, 3.0)):
+        log.add(stamp, wall)
+    assert log.published_at(25) == 2.0 and log.published_at(30) == 3.0 and log.published_at(5) is None

@@ -1,0 +1,151 @@
+"""The online semantic layer without ROS: incremental features match one pass over the map, new voxels are
+labelled before the network runs, a new vocabulary relabels without it, memory rows are reused, and surfaces
+are thinned."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_TEXT_DIM
+from ov3d_ros.geometry.voxels import pack_coords, voxel_coords
+from ov3d_ros.language.vocabulary import Vocabulary
+from ov3d_ros.mapping.semantic_map import FeaturePool, SemanticMap, SemanticMapSettings
+from ov3d_ros.mapping.surface import project_to_surfaces
+from ov3d_ros.models.student import Student, student_config
+
+LABELS = ("floor", "wall", "box", "table")
+
+
+def vocabulary(labels=LABELS, seed: int = 0) -> Vocabulary:
+    rows = torch.nn.functional.normalize(torch.randn(len(labels), TINY_TEXT_DIM,
+                                                     generator=torch.Generator().manual_seed(seed)), dim=1).numpy()
+    return Vocabulary(tuple(labels), {}, rows, rows, np.arange(len(labels)), "random-16d")
+
+
+def room(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A 3 x 2 m floor, a wall and a box, sampled at 2 cm, with a little noise."""
+    rng = np.random.default_rng(seed)
+    g = np.arange(0, 3, 0.02) + 0.01                       # voxel centres: one point per 2 cm voxel
+    floor = np.stack(np.meshgrid(g, g[:100], [0.01], indexing="ij"), -1).reshape(-1, 3)
+    wall = np.stack(np.meshgrid(g, [2.01], np.arange(0, 1.2, 0.02) + 0.01, indexing="ij"), -1).reshape(-1, 3)
+    h = np.arange(0, 0.4, 0.02) + 0.01
+    box = np.concatenate([np.stack(np.meshgrid(h + 1.0, h + 0.8, [0.41], indexing="ij"), -1).reshape(-1, 3),
+                          np.stack(np.meshgrid(h + 1.0, [0.81], h, indexing="ij"), -1).reshape(-1, 3)])
+    xyz = np.concatenate([floor, wall, box]) + rng.normal(0, 0.003, (len(floor) + len(wall) + len(box), 3))
+    _, first = np.unique(pack_coords(voxel_coords(xyz, 0.02)), return_index=True)   # one point per voxel,
+    xyz = xyz[first]                                                                # in the map's key order
+    return xyz.astype(np.float32), rng.integers(0, 255, (len(xyz), 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def student() -> Student:
+    torch.manual_seed(0)
+    return Student(student_config("tiny")).eval()
+
+
+def one_pass(student: Student, xyz: np.ndarray, settings: SemanticMapSettings) -> np.ndarray:
+    points = project_to_surfaces(xyz, settings.surface_neighbours, settings.surface_iterations)
+    with torch.no_grad():
+        return student(torch.from_numpy(points)).numpy()
+
+
+def settle(semantic: SemanticMap) -> int:
+    calls = 0
+    while semantic.stale_blocks:
+        semantic.compute()
+        calls += 1
+    return calls
+
+
+def test_incremental_features_equal_one_pass_over_the_map(student):
+    settings = SemanticMapSettings(tile_m=8.0, margin_m=4.0)   # one tile, the whole room as context: exact
+    xyz, rgb = room()
+    semantic = SemanticMap(student, vocabulary(), settings=settings)
+    first = xyz[:, 0] < 1.5
+    semantic.update(xyz[first], rgb[first])
+    settle(semantic)
+    change = semantic.update(xyz, rgb)
+    assert change.changed > 0 and semantic.stale_blocks > 0
+    settle(semantic)
+    assert np.allclose(semantic.snapshot()[0], xyz)
+    expected = one_pass(student, xyz, settings)
+    cosine = (semantic.features().astype(np.float32) * expected).sum(axis=1)
+    assert cosine.min() > 0.995
+
+
+def test_tiles_cover_the_map_and_agree_with_one_pass(student):
+    xyz, rgb = room(1)
+    semantic = SemanticMap(student, vocabulary(), settings=SemanticMapSettings(block_m=0.5, tile_m=1.0,
+                                                                                 margin_m=0.5))
+    semantic.update(xyz, rgb)
+    assert settle(semantic) > 1                              # several tiles
+    labels = semantic.snapshot()[2]
+    expected = vocabulary().classify(torch.from_numpy(one_pass(student, xyz, semantic.settings)))[0]
+    assert (labels == expected.numpy()).mean() > 0.9
+
+
+def test_new_voxels_are_labelled_by_their_neighbours_before_the_network_runs(student, monkeypatch):
+    xyz, rgb = room(2)
+    semantic = SemanticMap(student, vocabulary())
+    old = xyz[:, 0] < 2.0
+    semantic.update(xyz[old], rgb[old])
+    settle(semantic)
+    before = dict(zip(map(tuple, np.floor(semantic.snapshot()[0] / 0.02).astype(int)), semantic.snapshot()[2]))
+    monkeypatch.setattr(student, "forward", lambda *a, **k: pytest.fail("update must not run the network"))
+    semantic.update(xyz, rgb)
+    mapped, _, labels, _, _ = semantic.snapshot()
+    assert len(mapped) == len(xyz) and semantic.stale_blocks > 0
+    new = mapped[:, 0] >= 2.0
+    nearest_old = [before.get(tuple(v)) for v in np.floor(mapped[~new] / 0.02).astype(int)]
+    assert list(labels[~new]) == nearest_old                  # kept voxels keep their labels
+    assert set(labels[new]) <= set(before.values())
+
+
+def test_set_vocabulary_relabels_without_the_network(student, monkeypatch):
+    xyz, rgb = room(3)
+    semantic = SemanticMap(student, vocabulary())
+    semantic.update(xyz, rgb)
+    settle(semantic)
+    features = semantic.features().astype(np.float32)
+    monkeypatch.setattr(student, "forward", lambda *a, **k: pytest.fail("relabelling must not run the network"))
+    other = vocabulary(("chair", "lamp", "rug"), seed=5)
+    semantic.set_vocabulary(other)
+    _, _, labels, scores, names = semantic.snapshot()
+    assert names == ("chair", "lamp", "rug")
+    assert np.array_equal(labels, other.classify(torch.from_numpy(features))[0].numpy())
+    assert np.all((scores > 0) & (scores <= 1))
+    with pytest.raises(ValueError, match="16-d"):
+        semantic.set_vocabulary(Vocabulary(("a",), {}, np.ones((1, 8)), np.ones((1, 8)), np.zeros(1, np.int64), "x"))
+
+
+def test_removed_voxels_give_their_rows_back():
+    pool = FeaturePool(4)
+    first = pool.allocate(10)
+    assert list(first) == list(range(10)) and len(pool.rows) >= 10
+    pool.release(first[:4])
+    again = pool.allocate(6)
+    assert set(first[:4]) <= set(again) and len(set(again)) == 6
+    assert max(again) < 12
+
+
+def test_objects_keep_their_instance_ids(student):
+    xyz, rgb = room(4)
+    semantic = SemanticMap(student, vocabulary())
+    semantic.update(xyz, rgb)
+    settle(semantic)
+    objects, ids = semantic.objects()
+    assert len(objects) >= 1 and len(set(ids)) == len(ids)
+    again, ids_again = semantic.objects()
+    assert np.array_equal(ids, ids_again)
+    assert objects.counts.sum() <= len(xyz) and objects.features.shape[1] == TINY_TEXT_DIM
+
+
+def test_surfaces_get_thin_and_planes_stay_put():
+    rng = np.random.default_rng(0)
+    plane = np.c_[rng.uniform(0, 2, (4000, 2)), np.zeros(4000)]
+    noisy = plane + np.c_[np.zeros((4000, 2)), rng.normal(0, 0.02, 4000)]
+    thinned = project_to_surfaces(noisy, neighbours=16, iterations=2)
+    assert thinned[:, 2].std() < noisy[:, 2].std() / 3
+    assert np.allclose(project_to_surfaces(plane), plane, atol=1e-6)
+    assert np.array_equal(project_to_surfaces(plane[:2]), plane[:2].astype(np.float32))

@@ -79,6 +79,11 @@ def _bench(name: str, args: argparse.Namespace) -> int:
     return getattr(bench, name)(args)
 
 
+def _graph_config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(default_config_path("perception.yaml")),
+                        help="perception parameter file of the graph (default: %(default)s)")
+
+
 def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=str(default_config_path("pipeline.yaml")),
                         help="pipeline YAML with the language / teacher / fusion sections (default: %(default)s)")
@@ -138,8 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --eval: report path (default: replay_<scene>.json), plots beside it")
     replay.add_argument("--launch", action="store_true",
                         help="with --eval: start the graph (ov3d launch --config) for the replay and stop it after")
-    replay.add_argument("--config", default=str(default_config_path("perception.yaml")),
-                        help="perception parameter file of the graph (default: %(default)s)")
+    _graph_config_arg(replay)
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(run=_cmd_replay)
 
@@ -340,6 +344,31 @@ def build_parser() -> argparse.ArgumentParser:
                     "synonyms (~200 texts) into an empty cache, then again from the cache.")
     _config_arg(text)
     text.set_defaults(run=lambda args: _bench("run_bench_text", args))
+
+    service = sub_parsers["bench"].add_parser(
+        "service", help="/ground_object round trips through DDS on a map of --objects objects",
+        description="Start the graph (ov3d launch --config) in a child process, publish a synthetic map of --objects "
+                    "objects to the grounding node, and time --queries distinct queries through /ground_object "
+                    "from this process (DDS both ways, text encoding included).")
+    service.add_argument("--objects", type=int, default=200)
+    service.add_argument("--queries", type=int, default=300)
+    service.add_argument("--seed", type=int, default=0)
+    service.add_argument("--json", default=None, help="also write the numbers as JSON")
+    _graph_config_arg(service)
+    service.set_defaults(run=lambda args: _bench("run_bench_service", args))
+
+    soak = sub_parsers["bench"].add_parser(
+        "soak", help="loop a bag into the graph for --minutes: resident memory and service calls",
+        description="Start the graph with a voxel budget of --max-voxels, loop BAG (re-stamped each pass) at --rate "
+                    "for --minutes, sample the graph's resident memory every 5 s and call /ground_object every "
+                    "second; write the memory curve (JSON + PNG) and the dropped calls.")
+    soak.add_argument("bag", help="bag folder (or .mcap file)")
+    soak.add_argument("--minutes", type=float, default=10.0)
+    soak.add_argument("--rate", type=float, default=2.0)
+    soak.add_argument("--max-voxels", type=int, default=150_000, help="fusion_node.max_voxels for the soak")
+    soak.add_argument("--json", default="soak.json", help="report path; the PNG goes beside it")
+    _graph_config_arg(soak)
+    soak.set_defaults(run=lambda args: _bench("run_bench_soak", args))
 
     demo = verbs.add_parser("demo", help="the whole online stack on a synthetic room: replay, grounding answers, "
                                          "semantic-map picture and PLY",

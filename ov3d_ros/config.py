@@ -65,7 +65,7 @@ class FusionNodeConfig:
     map_publish_rate_hz: float = param(1.0, "How often the fused map is published.", 0.01, 30.0)
     tf_cache_s: float = param(30.0, "How much transform history the TF buffer keeps.", 1.0, 3600.0)
     tf_tolerance_s: float = param(0.05, "How far past the newest transform a lookup may extrapolate.", 0.0, 1.0)
-    tf_wait_s: float = param(0.5, "A reading whose transform has not arrived yet waits this long for it (as "
+    tf_wait_s: float = param(1.0, "A reading whose transform has not arrived yet waits this long for it (as "
                                   "tf2's message filter does; 0 = drop at once).", 0.0, 10.0)
     queue_depth: int = param(5, "Subscription queue depth for sensor topics.", 1, 100)
     log_throttle_s: float = param(5.0, "Minimum seconds between repeated warnings of one kind.", 0.0, 3600.0)

@@ -32,7 +32,8 @@ def test_every_verb_has_help(verb, capsys):
 
 @pytest.mark.parametrize("words", [["eval", "seg"], ["bench", "fusion"], ["bench", "text"], ["bench", "teacher-noise"],
                                    ["bench", "ggsd-ablation"], ["bench", "student"], ["bench", "vlg"],
-                                   ["bench", "superpoints"], ["bench", "grounding"], ["eval", "ground"],
+                                   ["bench", "superpoints"], ["bench", "grounding"], ["bench", "service"],
+                                   ["bench", "soak"], ["eval", "ground"],
                                    ["train", "ggsd"], ["train", "distill"], ["train", "vlg"], ["train", "grounding"],
                                    ["fuse"], ["synth"]])
 def test_built_subverbs_have_help(words, capsys):

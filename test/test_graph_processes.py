@@ -90,11 +90,11 @@ def test_kill_9_and_restart_resume_the_last_snapshot(scene, tmp_path):
             replay_bag(root / "data" / "bags" / scene_id, progress=False, wait_for_subscribers_s=30.0)
             fusion = {}
 
-            def integrated_everything() -> bool:
+            def took_everything() -> bool:
                 fusion.update(client.diagnostics("fusion_node"))
                 return fusion.get("queue.waiting_for_tf") == "0" and fusion.get("published.version") == \
-                    fusion.get("map.version") and int(fusion.get("integrated.rgbd", 0)) >= 12
-            client.wait_until(integrated_everything, 60.0, "the fusion node integrating the bag")
+                    fusion.get("map.version") and int(fusion.get("received.depth", 0)) >= 12
+            client.wait_until(took_everything, 60.0, "the fusion node taking the whole bag")
             voxels = int(fusion["map.voxels"])
             time.sleep(2.5)                       # two snapshot periods: the newest map is on disk
             saved = client.map_file("save", str(tmp_path / "copy.npz"))

@@ -1,6 +1,7 @@
 """Run nodes of the perception graph in one process: MultiThreadedExecutor, clean stop on SIGINT / SIGTERM."""
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from rclpy.signals import SignalHandlerOptions
 from ov3d_ros.ros.dds import configure_transport
 
 NodeFactory = Callable[..., Node]
+EXECUTOR_THREADS = 4
 
 
 def run_nodes(factories: Sequence[NodeFactory], params_file: str | Path | None = None,
@@ -32,7 +34,8 @@ def run_nodes(factories: Sequence[NodeFactory], params_file: str | Path | None =
     configure_transport()
     context = Context()
     rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
-    executor = MultiThreadedExecutor(context=context)
+    # more threads than cores: light callbacks (TF, services) keep running while heavy ones wait on C code
+    executor = MultiThreadedExecutor(num_threads=max(EXECUTOR_THREADS, os.cpu_count() or 1), context=context)
     nodes: list[Node] = []
     previous = _install_signal_handlers(stop)
     try:

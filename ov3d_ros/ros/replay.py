@@ -13,6 +13,7 @@ from rclpy.context import Context
 from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 from tqdm import tqdm
 
@@ -48,12 +49,14 @@ def topic_qos(info: TopicInfo) -> QoSProfile:
 
 def replay_bag(path: Path, rate: float = 1.0, topics: Sequence[str] | None = None, progress: bool = True,
                wait_for_subscribers_s: float = 0.0, stop: threading.Event | None = None,
-               on_publish: Callable[[int, float], None] | None = None) -> ReplayStats:
+               on_publish: Callable[[int, float], None] | None = None, loops: int = 1) -> ReplayStats:
     """Publish every message of the bag (or of `topics`) as raw CDR, paced by its log time divided by `rate`.
 
     /clock carries the bag time of each message just before it is published. With `wait_for_subscribers_s`,
     playback starts once every topic has a subscriber, or when that many seconds have passed. `on_publish` gets
-    (log time ns, time.monotonic()) of every message published.
+    (log time ns, time.monotonic()) of every message published. With `loops` > 1 the bag plays again and again,
+    each pass shifted in time by the bag's duration (plus a second): messages are re-stamped, latched topics
+    (/tf_static) are sent once, so a short bag makes a long, consistent recording (soak tests).
     """
     if rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
@@ -71,25 +74,36 @@ def replay_bag(path: Path, rate: float = 1.0, topics: Sequence[str] | None = Non
                           for name in chosen if name in bag.topics}
             clock = node.create_publisher(Clock, "/clock", CLOCK_QOS)
             _wait_for_subscribers(list(publishers.values()), wait_for_subscribers_s, stop)
-            total = sum(bag.topics[name].count for name in publishers)
+            total = sum(bag.topics[name].count for name in publishers) * loops
+            period_ns = int((bag.duration_s + 1.0) * 1e9)
             started = time.monotonic()
             first_ns: int | None = None
-            for message in tqdm(bag.messages(topics=chosen), total=total, disable=not progress, unit="msg",
-                                desc="replay"):
-                first_ns = message.timestamp_ns if first_ns is None else first_ns
-                due = started + (message.timestamp_ns - first_ns) / 1e9 / rate
-                if stop.wait(max(0.0, due - time.monotonic())):
+            progress_bar = tqdm(total=total, disable=not progress, unit="msg", desc="replay")
+            for loop in range(loops):
+                for message in bag.messages(topics=chosen):
+                    if loop and publishers[message.topic].qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL:
+                        continue
+                    stamp_ns = message.timestamp_ns + loop * period_ns
+                    first_ns = stamp_ns if first_ns is None else first_ns
+                    due = started + (stamp_ns - first_ns) / 1e9 / rate
+                    if stop.wait(max(0.0, due - time.monotonic())):
+                        break
+                    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+                    tick = Clock()
+                    tick.clock.sec, tick.clock.nanosec = sec, nanosec
+                    clock.publish(tick)
+                    msgtype = ROS_TYPES.get(bag.topics[message.topic].msgtype)
+                    publishers[message.topic].publish(
+                        message.raw if not loop else _restamped(message.raw, msgtype, loop * period_ns))
+                    stats.published[message.topic] += 1
+                    progress_bar.update()
+                    if on_publish is not None:
+                        on_publish(stamp_ns, time.monotonic())
+                if stop.is_set():
                     break
-                sec, nanosec = divmod(message.timestamp_ns, 1_000_000_000)
-                tick = Clock()
-                tick.clock.sec, tick.clock.nanosec = sec, nanosec
-                clock.publish(tick)
-                publishers[message.topic].publish(message.raw)
-                stats.published[message.topic] += 1
-                if on_publish is not None:
-                    on_publish(message.timestamp_ns, time.monotonic())
+            progress_bar.close()
             stats.wall_time_s = time.monotonic() - started
-            stats.bag_duration_s = bag.duration_s
+            stats.bag_duration_s = bag.duration_s * loops + (loops - 1)
             for publisher in publishers.values():   # let reliable subscribers receive the tail of the bag
                 if publisher.qos_profile.reliability == ReliabilityPolicy.RELIABLE:
                     publisher.wait_for_all_acked(Duration(seconds=ACK_TIMEOUT_S))
@@ -97,6 +111,16 @@ def replay_bag(path: Path, rate: float = 1.0, topics: Sequence[str] | None = Non
             node.destroy_node()
             rclpy.shutdown(context=context)
     return stats
+
+
+def _restamped(raw: bytes, msgtype: type, offset_ns: int) -> object:
+    """The message of `raw` with every header stamp (a TFMessage's transforms' too) moved by `offset_ns`."""
+    msg = deserialize_message(raw, msgtype)
+    headers = [t.header for t in msg.transforms] if hasattr(msg, "transforms") else [msg.header]
+    for header in headers:
+        stamp = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec + offset_ns
+        header.stamp.sec, header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+    return msg
 
 
 def _wait_for_subscribers(publishers: list, timeout_s: float, stop: threading.Event) -> None:

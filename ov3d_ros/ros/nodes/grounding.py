@@ -37,7 +37,8 @@ class GroundingNode(TfListenerMixin, Node):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(self.NODE_NAME, **node_kwargs)
         self.config = c = declare_config(self, GroundingNodeConfig)
-        self.encoder = build_text_encoder(c.language)      # the model itself loads at the first query
+        self.encoder = build_text_encoder(c.language)
+        self.encoder.encode(["warm up"])          # load the text model now, not at a planner's first call
         self.engine = load_engine(self.encoder.encode, c.grounder_checkpoint,
                                   EngineSettings(min_class_similarity=c.min_class_similarity,
                                                  max_query_chars=c.max_query_chars))

@@ -1,0 +1,114 @@
+"""Benchmarks of the running graph over DDS: /ground_object round trips on a map of many objects, and a soak
+(a bag looped for minutes) that records the graph's resident memory and every service call."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ov3d_interfaces.msg import ObjectMap
+
+from ov3d_ros.config import LanguageConfig
+from ov3d_ros.evaluation.bench_grounding import distinct_queries, synthetic_objects
+from ov3d_ros.evaluation.latency import percentiles
+from ov3d_ros.messages.object_map import ObjectMapContent, object_map_to_msg
+from ov3d_ros.ros.graph_client import GraphClient, GraphError, GraphProcess
+from ov3d_ros.ros.qos import LATCHED
+from ov3d_ros.ros.replay import replay_bag
+
+
+def run_service_benchmark(client: GraphClient, language: LanguageConfig, objects: int, queries: int,
+                          seed: int = 0) -> dict[str, Any]:
+    """Publish a map of `objects` synthetic objects to the grounding node and time `queries` distinct queries
+    through /ground_object (round trip through DDS, text encoding included)."""
+    from ov3d_ros.data.synthetic.categories import label_entries
+    from ov3d_ros.language.encoders import build_text_encoder
+    from ov3d_ros.language.vocabulary import EmbeddingCache, Vocabulary, default_cache_dir
+
+    encoder = build_text_encoder(language)
+    vocabulary = Vocabulary.build(label_entries(), encoder, language.templates,
+                                  EmbeddingCache(default_cache_dir(language)))
+    rng = np.random.default_rng(seed)
+    content = ObjectMapContent(synthetic_objects(vocabulary, objects, rng), np.arange(objects),
+                               tuple(vocabulary.entries()), encoder.name, None, "map", time.time_ns())
+    client.wait_for_graph()
+    publisher = client.node.create_publisher(ObjectMap, "/ov3d/objects", LATCHED)
+    publisher.publish(object_map_to_msg(content))
+    client.wait_until(lambda: client.diagnostics("grounding_node").get("objects") == str(objects), 60.0,
+                      f"the grounding node holding the {objects} objects")
+    client.ground("warm up the text encoder")
+    latencies, unanswered = [], 0
+    for text in distinct_queries(queries, rng):
+        response, ms = client.ground(text, max_results=5)
+        latencies.append(ms)
+        unanswered += not response.success
+    return {"objects": objects, "queries": queries, "round_trip_ms": percentiles(latencies),
+            "unanswered": unanswered}
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process, MB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise GraphError(f"process {pid} has no VmRSS")
+
+
+def run_soak(graph: GraphProcess, client: GraphClient, bag: Path, minutes: float, rate: float,
+             sample_s: float = 5.0, query_period_s: float = 1.0) -> dict[str, Any]:
+    """Loop `bag` at `rate` for `minutes` into `graph`; sample its resident memory every `sample_s` and ask
+    /ground_object every `query_period_s` (a call that gets no answer counts as dropped)."""
+    from ov3d_ros.data.rosbag import BagReader
+
+    with BagReader(bag) as reader:
+        loops = max(1, int(np.ceil(minutes * 60.0 * rate / (reader.duration_s + 1.0))))
+    client.wait_for_graph()
+    stop = threading.Event()
+    memory: list[tuple[float, float, int]] = []          # (seconds since start, RSS MB, map voxels)
+    calls = {"answered": 0, "dropped": 0, "latency_ms": []}
+    started = time.monotonic()
+
+    def sample() -> None:
+        while not stop.wait(sample_s):
+            voxels = int(client.diagnostics("fusion_node").get("map.voxels", 0))
+            memory.append((time.monotonic() - started, _rss_mb(graph.process.pid), voxels))
+
+    def ask() -> None:
+        while not stop.wait(query_period_s):
+            try:
+                _, ms = client.ground("the chair next to the table", max_results=3)
+                calls["answered"] += 1
+                calls["latency_ms"].append(ms)
+            except GraphError:
+                calls["dropped"] += 1
+
+    threads = [threading.Thread(target=sample, daemon=True), threading.Thread(target=ask, daemon=True)]
+    for thread in threads:
+        thread.start()
+    deadline = threading.Timer(minutes * 60.0, stop.set)
+    deadline.start()
+    try:
+        stats = replay_bag(bag, rate=rate, progress=False, wait_for_subscribers_s=30.0, loops=loops, stop=stop)
+    finally:
+        stop.set()
+        deadline.cancel()
+        for thread in threads:
+            thread.join(timeout=30.0)
+    fusion = client.diagnostics("fusion_node")
+    budget = int(fusion.get("map.budget", 0))
+    full_at = next((t for t, _, voxels in memory if budget and voxels >= budget), None)
+    after = [rss for t, rss, _ in memory if full_at is not None and t >= full_at]
+    return {
+        "minutes": minutes, "rate": rate, "loops": loops, "bag_seconds_played": stats.bag_duration_s,
+        "published": dict(stats.published), "memory_mb": [[t, rss, voxels] for t, rss, voxels in memory],
+        "budget_voxels": budget, "budget_full_after_s": full_at,
+        "rss_after_full_mb": {"first": after[0], "last": after[-1], "max": max(after), "min": min(after)}
+        if after else None,
+        "service_calls": {"answered": calls["answered"], "dropped": calls["dropped"],
+                          "latency_ms": percentiles(calls["latency_ms"])},
+        "drops": {name: {k: v for k, v in client.diagnostics(name).items() if k.startswith("drops.")}
+                  for name in ("fusion_node", "segmentation_node", "grounding_node")},
+        "evicted_voxels": int(fusion.get("map.evicted", 0)),
+    }

@@ -67,7 +67,8 @@ class FusionNodeConfig:
     tf_tolerance_s: float = param(0.05, "How far past the newest transform a lookup may extrapolate.", 0.0, 1.0)
     tf_wait_s: float = param(1.0, "A reading whose transform has not arrived yet waits this long for it (as "
                                   "tf2's message filter does; 0 = drop at once).", 0.0, 10.0)
-    queue_depth: int = param(5, "Subscription queue depth for sensor topics.", 1, 100)
+    queue_depth: int = param(20, "Subscription queue depth for sensor topics (a burst waits instead of being "
+                                 "overwritten).", 1, 1000)
     log_throttle_s: float = param(5.0, "Minimum seconds between repeated warnings of one kind.", 0.0, 3600.0)
     keyframe_translation_m: float = param(0.05, "A reading is integrated when its sensor moved this far since its "
                                                 "last integrated reading (0 = every reading) ...", 0.0, 100.0)
@@ -128,6 +129,8 @@ class SegmentationNodeConfig:
     tile_m: float = param(4.0, "Largest extent of the cells of one network pass (bounds its memory).", 0.05, 1000.0)
     objects_period_s: float = param(3.0, "Least seconds between two refreshes of the instances.", 0.0, 3600.0)
     threads: int = param(2, "torch CPU threads of the network.", 1, 256)
+    network_nice: int = param(10, "Niceness of the network's threads (0 = as the node; higher = lower priority "
+                                  "than sensor ingestion).", 0, 19)
     max_vocabulary_labels: int = param(1000, "Most labels /set_vocabulary accepts.", 1, 100000)
     max_label_chars: int = param(200, "Longest label entry /set_vocabulary accepts.", 1, 10000)
     snapshot_dir: str = param("", "Where the current vocabulary is kept across restarts (vocabulary.yaml); empty "

@@ -21,7 +21,7 @@ from ov3d_ros.config import MultiViewFusionConfig, SynthConfig, default_config_p
 from ov3d_ros.data.dataset import Dataset  # noqa: E402
 from ov3d_ros.evaluation.grounding import instance_boxes  # noqa: E402
 from ov3d_ros.geometry.boxes import box_iou  # noqa: E402
-from ov3d_ros.ros.graph_client import GraphClient, GraphProcess  # noqa: E402
+from ov3d_ros.ros.graph_client import GraphClient, GraphProcess, isolated_config  # noqa: E402
 from ov3d_ros.ros.replay import replay_bag  # noqa: E402
 from ov3d_ros.ros.replay_eval import run_replay_evaluation, top_box  # noqa: E402
 
@@ -39,15 +39,13 @@ def scene(tmp_path_factory):
     return root, dataset, dataset.scenes("val")[0]
 
 
-def graph_config(folder, **fusion) -> str:
-    """The packaged parameter file with snapshots in `folder` and quick periods for a test."""
-    doc = yaml.safe_load(default_config_path("perception.yaml").read_text())
-    doc["fusion_node"]["ros__parameters"].update(snapshot_dir=str(folder / "state"), snapshot_period_s=1.0,
-                                                 diagnostics_period_s=0.5, **fusion)
-    doc["segmentation_node"]["ros__parameters"].update(snapshot_dir=str(folder / "state"), objects_period_s=1.0,
-                                                       diagnostics_period_s=0.5)
+def graph_config(folder) -> str:
+    """The packaged parameter file with the state in `folder` and quick periods for a test."""
+    path = isolated_config(default_config_path("perception.yaml"), folder, snapshot_period_s=1.0,
+                           diagnostics_period_s=0.5)
+    doc = yaml.safe_load(path.read_text())
+    doc["segmentation_node"]["ros__parameters"].update(objects_period_s=1.0, diagnostics_period_s=0.5)
     doc["grounding_node"]["ros__parameters"].update(diagnostics_period_s=0.5)
-    path = folder / "perception.yaml"
     path.write_text(yaml.safe_dump(doc))
     return str(path)
 

@@ -317,13 +317,14 @@ def run_bench_service(args: argparse.Namespace) -> int:
 
     from ov3d_ros.config import load_perception_config
     from ov3d_ros.ros.benchmarks import run_service_benchmark
-    from ov3d_ros.ros.graph_client import GraphClient, GraphProcess
+    from ov3d_ros.ros.graph_client import GraphClient, GraphProcess, isolated_config
 
     if args.objects < 1 or args.queries < 1:
         raise ValueError("--objects and --queries must be positive")
     language = load_perception_config(args.config).grounding_node.language
     with tempfile.TemporaryDirectory() as folder, \
-            GraphProcess(args.config, Path(folder) / "graph.log"), GraphClient("ov3d_bench_service") as client:
+            GraphProcess(isolated_config(args.config, folder), Path(folder) / "graph.log"), \
+            GraphClient("ov3d_bench_service") as client:
         result = run_service_benchmark(client, language, args.objects, args.queries, args.seed)
     ms = result["round_trip_ms"]
     print(f"/ground_object through DDS, {args.objects} objects, {args.queries} distinct queries "
@@ -339,21 +340,15 @@ def run_bench_soak(args: argparse.Namespace) -> int:
     """Loop a bag into the graph for --minutes; memory curve and service calls."""
     import tempfile
 
-    import yaml
-
     from ov3d_ros.evaluation.plots import plot_curve
     from ov3d_ros.ros.benchmarks import run_soak
-    from ov3d_ros.ros.graph_client import GraphClient, GraphProcess
+    from ov3d_ros.ros.graph_client import GraphClient, GraphProcess, isolated_config
 
     if args.minutes <= 0 or args.rate <= 0 or args.max_voxels < 1000:
         raise ValueError("--minutes and --rate must be positive and --max-voxels at least 1000")
     out = Path(args.json)
     with tempfile.TemporaryDirectory() as folder:
-        doc = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
-        doc["fusion_node"]["ros__parameters"].update(max_voxels=args.max_voxels, snapshot_dir=folder)
-        doc["segmentation_node"]["ros__parameters"]["snapshot_dir"] = folder
-        config = Path(folder) / "perception.yaml"
-        config.write_text(yaml.safe_dump(doc), encoding="utf-8")
+        config = isolated_config(args.config, folder, max_voxels=args.max_voxels)
         with GraphProcess(config, out.with_name(f"{out.stem}_graph.log")) as graph, \
                 GraphClient("ov3d_bench_soak") as client:
             result = run_soak(graph, client, Path(args.bag), args.minutes, args.rate)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import yaml
 
 from ov3d_ros.config import MultiViewFusionConfig, SynthConfig, default_config_path, load_perception_config
 from ov3d_ros.data.dataset import Dataset
@@ -26,17 +25,6 @@ from ov3d_ros.geometry.boxes import OrientedBox, box_iou
 SPLIT = "demo"
 DESCRIPTION_QUERIES = 3
 MIN_CLASS_VOXELS = 500        # a class "is on the map" when this many voxels carry it
-
-
-def demo_config(out: Path) -> Path:
-    """The packaged perception.yaml with the snapshots kept under `out` (so the demo never resumes a robot's map
-    or leaves one behind elsewhere)."""
-    doc = yaml.safe_load(default_config_path("perception.yaml").read_text(encoding="utf-8"))
-    for node in ("fusion_node", "segmentation_node"):
-        doc[node]["ros__parameters"]["snapshot_dir"] = str(out / "state")
-    path = out / "perception.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def choose_queries(expressions: Sequence[ReferringExpression], labelled: LabelledMap,
@@ -78,7 +66,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from ov3d_ros.commands.replay import summary_lines, write_replay_report
     from ov3d_ros.data.synthetic.world import synthesize
     from ov3d_ros.evaluation.grounding import instance_boxes
-    from ov3d_ros.ros.graph_client import GraphClient, GraphProcess
+    from ov3d_ros.ros.graph_client import GraphClient, GraphProcess, isolated_config
     from ov3d_ros.ros.replay_eval import run_replay_evaluation
 
     started = time.monotonic()
@@ -93,7 +81,7 @@ def run_demo(args: argparse.Namespace) -> int:
     synthesize(data, SPLIT, [args.seed], synth, teacher=None, fusion=MultiViewFusionConfig(), progress=False)
     dataset = Dataset(data)
     scene = dataset.scenes(SPLIT)[0]
-    config_path = demo_config(out)
+    config_path = isolated_config(default_config_path("perception.yaml"), out)
     print("2/4 starting the graph (fusion, segmentation, grounding) and replaying the bag")
     with GraphProcess(config_path, out / "graph.log") as graph, GraphClient("ov3d_demo") as client:
         report, labelled = run_replay_evaluation(client, data / "bags" / scene, dataset, scene,

@@ -44,7 +44,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 
 def run_replay_eval(args: argparse.Namespace) -> int:
-    from ov3d_ros.ros.graph_client import GraphClient, GraphProcess
+    import tempfile
+
+    from ov3d_ros.ros.graph_client import GraphClient, GraphProcess, isolated_config
     from ov3d_ros.ros.replay_eval import run_replay_evaluation
 
     bag, dataset = Path(args.bag), Dataset(args.eval)
@@ -53,15 +55,17 @@ def run_replay_eval(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
     config = load_perception_config(config_path)
     out_json = Path(args.json) if args.json else Path(f"replay_{scene}.json")
-    graph = GraphProcess(config_path, out_json.with_name(f"{out_json.stem}_graph.log")).start() \
-        if args.launch else None
-    try:
-        with GraphClient("ov3d_evaluator") as client:
-            report, labelled = run_replay_evaluation(client, bag, dataset, scene, config, rate=args.rate,
-                                                     progress=not args.quiet)
-    finally:
-        if graph is not None:
-            graph.stop()
+    with tempfile.TemporaryDirectory() as state:
+        # a graph started here begins empty and leaves no snapshot behind
+        graph = GraphProcess(isolated_config(config_path, state), out_json.with_name(f"{out_json.stem}_graph.log")
+                             ).start() if args.launch else None
+        try:
+            with GraphClient("ov3d_evaluator") as client:
+                report, labelled = run_replay_evaluation(client, bag, dataset, scene, config, rate=args.rate,
+                                                         progress=not args.quiet)
+        finally:
+            if graph is not None:
+                graph.stop()
     write_replay_report(report, labelled, out_json)
     print("\n".join(summary_lines(report)))
     print(f"wrote {out_json}")

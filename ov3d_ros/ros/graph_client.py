@@ -154,6 +154,24 @@ class GraphClient:
         self.close()
 
 
+def isolated_config(config: str | os.PathLike[str], folder: str | os.PathLike[str],
+                    **fusion: Any) -> Path:
+    """A copy of the perception parameter file whose nodes keep their state (snapshots, vocabulary) in `folder`,
+    so a graph started for an evaluation, a benchmark or the demo neither resumes a robot's map nor leaves one
+    behind. `fusion` overrides fusion_node parameters. Written to `folder`/perception.yaml."""
+    import yaml
+
+    folder = Path(folder)
+    doc = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+    for node in ("fusion_node", "segmentation_node"):
+        doc.setdefault(node, {}).setdefault("ros__parameters", {})["snapshot_dir"] = str(folder / "state")
+    doc["fusion_node"]["ros__parameters"].update(fusion)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "perception.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
 class GraphProcess:
     """`ov3d launch --config CONFIG` in a child process (its output in `log`), stopped with SIGINT."""
 

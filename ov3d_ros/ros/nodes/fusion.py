@@ -7,6 +7,7 @@ the snapshot at start (`resume`). /ov3d/save_map and /ov3d/load_map save to / lo
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -78,12 +79,14 @@ class FusionNode(TfListenerMixin, Node):
         self.skipped = {"rgbd": 0, "lidar": 0}        # not keyframes
         self.times = StageTimes()
         self._waiting_for_tf: deque[tuple[float, str, str, int, Callable[[], None]]] = deque()
-        self._retrying = False
+        self._waiting_lock = threading.Lock()
+        self._retry = threading.local()          # .active: this thread is re-running a waiting reading
         self._published_version = -1
         self._snapshot_version = 0
         if c.resume and self.snapshot_path.is_file():
             self._resume()
-        tf_group, sensor_group = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
+        # RGB-D and LiDAR in their own groups: a slow depth frame never holds a LiDAR scan back
+        tf_group, sensor_group, lidar_group = (MutuallyExclusiveCallbackGroup() for _ in range(3))
         service_group = MutuallyExclusiveCallbackGroup()
         self.listen_to_tf(tf_group)
         sensors = sensor_qos(c.queue_depth)
@@ -97,11 +100,11 @@ class FusionNode(TfListenerMixin, Node):
                                      callback_group=sensor_group)
         if c.use_lidar:
             self.create_subscription(PointCloud2, c.lidar_topic, self.on_lidar, sensors,
-                                     callback_group=sensor_group)
+                                     callback_group=lidar_group)
         self.map_publisher = self.create_publisher(PointCloud2, c.map_topic, LATCHED)
         if c.tf_wait_s > 0:
             self.create_timer(0.05, self._retry_waiting_for_tf, callback_group=sensor_group)
-        self.create_timer(1.0 / c.map_publish_rate_hz, self.publish_map, callback_group=sensor_group)
+        self.create_timer(1.0 / c.map_publish_rate_hz, self.publish_map, callback_group=service_group)
         self.create_service(MapFile, "/ov3d/save_map", self.on_save_map, callback_group=service_group)
         self.create_service(MapFile, "/ov3d/load_map", self.on_load_map, callback_group=service_group)
         if c.snapshot_period_s > 0:
@@ -177,29 +180,34 @@ class FusionNode(TfListenerMixin, Node):
         try:
             return self.tf.lookup_transform(self.config.map_frame, frame, stamp_ns)
         except TransformLookupError:
-            if self._retrying or self.config.tf_wait_s <= 0:
+            if getattr(self._retry, "active", False) or self.config.tf_wait_s <= 0:
                 raise
-        if len(self._waiting_for_tf) >= self.config.sync_queue_size:
-            self._waiting_for_tf.popleft()
+        with self._waiting_lock:
+            overflow = len(self._waiting_for_tf) >= self.config.sync_queue_size
+            if overflow:
+                self._waiting_for_tf.popleft()
+            self._waiting_for_tf.append((time.monotonic() + self.config.tf_wait_s, source, frame, stamp_ns, retry))
+        if overflow:
             self.drops.drop("tf_lookup_failed", "too many readings waiting for their transforms")
-        self._waiting_for_tf.append((time.monotonic() + self.config.tf_wait_s, source, frame, stamp_ns, retry))
         return None
 
     def _retry_waiting_for_tf(self) -> None:
         """Run again the readings whose transform arrived, and those whose wait is over (they then fail)."""
-        now, still = time.monotonic(), deque()
-        while self._waiting_for_tf:
-            waiting = self._waiting_for_tf.popleft()
-            deadline, source, frame, stamp_ns, retry = waiting
+        with self._waiting_lock:
+            waiting, self._waiting_for_tf = self._waiting_for_tf, deque()
+        now, still = time.monotonic(), []
+        for item in waiting:
+            deadline, source, frame, stamp_ns, retry = item
             if now < deadline and not self.tf.can_transform(self.config.map_frame, frame, stamp_ns):
-                still.append(waiting)
+                still.append(item)
                 continue
-            self._retrying = True
+            self._retry.active = True
             try:
                 run_guarded(self, f"malformed_{source}", retry)
             finally:
-                self._retrying = False
-        self._waiting_for_tf = still
+                self._retry.active = False
+        with self._waiting_lock:
+            self._waiting_for_tf.extendleft(reversed(still))
 
     def _integrate(self, batch: PointBatch) -> bool:
         """Fuse a reading into the map; False (counted) when it holds no valid point."""

@@ -9,6 +9,7 @@ network (`ov3d_ros.mapping.semantic_map`):
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -61,7 +62,6 @@ class SegmentationNode(Node):
         self.config = c = declare_config(self, SegmentationNodeConfig)
         self.drops = DropCounter(self.get_logger(), c.log_throttle_s)
         self.times = StageTimes()
-        torch.set_num_threads(c.threads)
         student, text_space, offset = load_student_and_offset(c.student_checkpoint)
         self.encoder = build_text_encoder(c.language)
         if text_space != self.encoder.name:
@@ -181,7 +181,14 @@ class SegmentationNode(Node):
         self._network_wake.set()
 
     def _network_loop(self) -> None:
-        """Thread 2: the network over stale tiles, one at a time, and the objects when they are due."""
+        """Thread 2: the network over stale tiles, one at a time, and the objects when they are due. It runs at a
+        lower CPU priority (`network_nice`; torch's worker threads, started from it, inherit it), so sensor
+        ingestion and the labels keep up when the machine is busy and the network takes what is left."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.config.network_nice)
+        except (OSError, AttributeError) as exc:
+            self.get_logger().warning(f"network thread keeps its priority: {exc}")
+        torch.set_num_threads(self.config.threads)
         while not self._stop.is_set():
             self._network_wake.wait(timeout=self._network_wait())
             self._network_wake.clear()

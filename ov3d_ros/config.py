@@ -41,7 +41,15 @@ def section(cls: type, description: str) -> Any:
 
 
 @dataclass
-class FusionNodeConfig:
+class NodeConfig:
+    """What every node of the graph has: how it logs repeated warnings and reports on /diagnostics."""
+
+    log_throttle_s: float = param(5.0, "Minimum seconds between repeated warnings of one kind.", 0.0, 3600.0)
+    diagnostics_period_s: float = param(1.0, "Seconds between /diagnostics reports.", 0.1, 3600.0)
+
+
+@dataclass
+class FusionNodeConfig(NodeConfig):
     """Sensor ingestion: RGB-D and LiDAR messages, time-synchronised and transformed into the map frame."""
 
     map_frame: str = param("map", "Fixed world frame the map is built in (REP-105).")
@@ -69,7 +77,6 @@ class FusionNodeConfig:
                                   "tf2's message filter does; 0 = drop at once).", 0.0, 10.0)
     queue_depth: int = param(20, "Subscription queue depth for sensor topics (a burst waits instead of being "
                                  "overwritten).", 1, 1000)
-    log_throttle_s: float = param(5.0, "Minimum seconds between repeated warnings of one kind.", 0.0, 3600.0)
     keyframe_translation_m: float = param(0.05, "A reading is integrated when its sensor moved this far since its "
                                                 "last integrated reading (0 = every reading) ...", 0.0, 100.0)
     keyframe_rotation_deg: float = param(5.0, "... or turned this much ...", 0.0, 360.0)
@@ -79,7 +86,6 @@ class FusionNodeConfig:
     snapshot_period_s: float = param(30.0, "Seconds between periodic snapshots (0 = only on request and at a clean "
                                            "stop).", 0.0, 86400.0)
     resume: bool = param(True, "Start from the snapshot when one exists (after a crash or a restart).")
-    diagnostics_period_s: float = param(1.0, "Seconds between /diagnostics reports.", 0.1, 3600.0)
 
     def __post_init__(self) -> None:
         if self.depth_min_m >= self.depth_max_m:
@@ -111,7 +117,7 @@ class LanguageConfig:
 
 
 @dataclass
-class SegmentationNodeConfig:
+class SegmentationNodeConfig(NodeConfig):
     """The semantic layer: the student over the fused map, labels for the current vocabulary, instance boxes."""
 
     map_frame: str = param("map", "Frame of the map (and of everything this node publishes).")
@@ -135,8 +141,6 @@ class SegmentationNodeConfig:
     max_label_chars: int = param(200, "Longest label entry /set_vocabulary accepts.", 1, 10000)
     snapshot_dir: str = param("", "Where the current vocabulary is kept across restarts (vocabulary.yaml); empty "
                                   "means $XDG_STATE_HOME/ov3d_ros.")
-    log_throttle_s: float = param(5.0, "Minimum seconds between repeated warnings of one kind.", 0.0, 3600.0)
-    diagnostics_period_s: float = param(1.0, "Seconds between /diagnostics reports.", 0.1, 3600.0)
     language: LanguageConfig = section(LanguageConfig, "The text encoder labels are embedded with (the student's "
                                                        "text space).")
 
@@ -146,7 +150,7 @@ class SegmentationNodeConfig:
 
 
 @dataclass
-class GroundingNodeConfig:
+class GroundingNodeConfig(NodeConfig):
     """The /ground_object service: text query in, ranked 3D boxes out."""
 
     map_frame: str = param("map", "Frame the map (and so every answer before transforming) is expressed in.")
@@ -157,8 +161,6 @@ class GroundingNodeConfig:
                                                 "segmentation_node).")
     tf_cache_s: float = param(30.0, "How much transform history the TF buffer keeps (for target_frame).",
                               1.0, 3600.0)
-    log_throttle_s: float = param(5.0, "Minimum seconds between repeated warnings of one kind.", 0.0, 3600.0)
-    diagnostics_period_s: float = param(1.0, "Seconds between /diagnostics reports.", 0.1, 3600.0)
     grounder_checkpoint: str = param("default", "Distilled grounder ('default' = the shipped one; empty = rank "
                                                 "with the coarse stage only).")
     min_class_similarity: float = param(0.2, "An answer needs an object whose class distribution gives the "

@@ -33,3 +33,27 @@ def test_publish_log_finds_the_reading_a_map_holds():
     for stamp, wall in ((10, 1.0), (20, 2.0), (30, 3.0)):
         log.add(stamp, wall)
     assert log.published_at(25) == 2.0 and log.published_at(30) == 3.0 and log.published_at(5) is None
+
+
+def test_ingested_share_is_the_worst_sensor_topic():
+    pytest.importorskip("rclpy")
+    from ov3d_ros.config import FusionNodeConfig
+    from ov3d_ros.ros.replay_eval import ingested_fraction
+    c = FusionNodeConfig()
+    published = {c.color_topic: 100, c.depth_topic: 100, c.camera_info_topic: 100, c.lidar_topic: 50, "/tf": 9}
+    assert ingested_fraction(c, published, {"color": 100, "depth": 80, "info": 100, "lidar": 50}) == 0.8
+    assert ingested_fraction(c, {c.lidar_topic: 10}, {"lidar": 10, "color": 0}) == 1.0     # RGB-D not in the bag
+    assert ingested_fraction(c, {}, {}) == 1.0
+
+
+def test_stamp_read_from_serialised_bytes():
+    pytest.importorskip("rclpy")
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import PointCloud2
+
+    from ov3d_ros.ros.graph_client import cdr_header_stamp_ns
+    msg = PointCloud2()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 1_700_000_123, 456
+    assert cdr_header_stamp_ns(serialize_message(msg)) == 1_700_000_123_000_000_456
+    with pytest.raises(ValueError):
+        cdr_header_stamp_ns(b"\x00\x00")

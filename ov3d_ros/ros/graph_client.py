@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -18,12 +19,12 @@ from diagnostic_msgs.msg import DiagnosticArray
 from ov3d_interfaces.srv import GroundObject, MapFile, SetVocabulary
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import PointCloud2
 
 from ov3d_ros.evaluation.online import LabelledMap
 from ov3d_ros.messages import pointcloud2_to_array, unpack_rgb
-from ov3d_ros.messages.types import stamp_to_ns
 from ov3d_ros.ros.dds import configure_transport
 from ov3d_ros.ros.health import DIAGNOSTICS_TOPIC, diagnostic_values, status_name
 from ov3d_ros.ros.qos import LATCHED
@@ -41,7 +42,15 @@ class SemanticMapSample:
 
     stamp_ns: int            # newest sensor data the map holds
     received: float          # time.monotonic() at arrival
-    points: int
+
+
+def cdr_header_stamp_ns(raw: bytes) -> int:
+    """The header stamp of a serialised message that starts with a std_msgs/Header (little-endian CDR), read
+    without deserialising the rest (a semantic map is megabytes)."""
+    if len(raw) < 12 or raw[1] != 1:
+        raise ValueError("not a little-endian CDR message")
+    sec, nanosec = struct.unpack_from("<iI", raw, 4)
+    return sec * 1_000_000_000 + nanosec
 
 
 class GraphClient:
@@ -53,10 +62,10 @@ class GraphClient:
         rclpy.init(context=self._context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node(name, context=self._context)
         self._lock = threading.Lock()
-        self._semantic_map: PointCloud2 | None = None
+        self._semantic_map: bytes | None = None        # serialised: decoded only when asked for
         self.map_samples: list[SemanticMapSample] = []
         self._diagnostics: dict[str, dict[str, str]] = {}
-        self.node.create_subscription(PointCloud2, semantic_map_topic, self._on_semantic_map, LATCHED)
+        self.node.create_subscription(PointCloud2, semantic_map_topic, self._on_semantic_map, LATCHED, raw=True)
         self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 50)
         self._ground = self.node.create_client(GroundObject, "/ground_object")
         self._vocabulary = self.node.create_client(SetVocabulary, "/set_vocabulary")
@@ -66,11 +75,11 @@ class GraphClient:
         self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
         self._spinner.start()
 
-    def _on_semantic_map(self, msg: PointCloud2) -> None:
+    def _on_semantic_map(self, raw: bytes) -> None:
+        received = time.monotonic()
         with self._lock:
-            self._semantic_map = msg
-            self.map_samples.append(SemanticMapSample(stamp_to_ns(msg.header.stamp), time.monotonic(),
-                                                      msg.width * msg.height))
+            self._semantic_map = raw
+            self.map_samples.append(SemanticMapSample(cdr_header_stamp_ns(raw), received))
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         with self._lock:
@@ -124,10 +133,10 @@ class GraphClient:
     def semantic_map(self, labels: Sequence[str]) -> LabelledMap | None:
         """The newest semantic map, decoded; `labels` is the vocabulary its label indices refer to."""
         with self._lock:
-            msg = self._semantic_map
-        if msg is None:
+            raw = self._semantic_map
+        if raw is None:
             return None
-        cloud = pointcloud2_to_array(msg).reshape(-1)
+        cloud = pointcloud2_to_array(deserialize_message(raw, PointCloud2)).reshape(-1)
         xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1).astype(np.float64)
         return LabelledMap(xyz, cloud["label"].astype(np.int64), unpack_rgb(cloud["rgb"]), tuple(labels))
 

@@ -6,9 +6,10 @@ checkpoint on the same scene; grounding Acc@0.25 / 0.5 on the scene's descriptio
 stage latencies and dropped inputs from /diagnostics; and the real-time factor.
 
 Refresh latency: for every semantic map received during the replay, the time since the newest sensor reading it
-holds was published. Real-time factor: bag duration over the wall time the graph needed for it, which is the
-replay's own wall time plus however much longer than its usual refresh latency the graph took to show the last
-reading (a graph that keeps up scores the replay rate).
+holds was published. Real-time factor: the seconds of bag the graph took in per second of wall time. That is the
+bag's duration times the share of each sensor topic's messages the fusion node received (the smallest share),
+over the replay's own wall time plus however much longer than its usual refresh latency the graph took to show
+the last reading. A graph that keeps up scores the replay rate.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any, Sequence
 
 from tqdm import tqdm
 
-from ov3d_ros.config import PerceptionConfig
+from ov3d_ros.config import FusionNodeConfig, PerceptionConfig
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.evaluation.grounding import grounding_accuracy
 from ov3d_ros.evaluation.latency import percentiles
@@ -85,6 +86,16 @@ def counters(values: dict[str, str], prefix: str) -> dict[str, int]:
     return {key[len(prefix):]: int(float(value)) for key, value in values.items() if key.startswith(prefix)}
 
 
+def ingested_fraction(fusion: FusionNodeConfig, published: dict[str, int], received: dict[str, int]) -> float:
+    """The smallest share of a sensor topic's published messages that the fusion node received (DDS drops a
+    best-effort message a subscriber is too slow to take)."""
+    topics = {"color": fusion.color_topic, "depth": fusion.depth_topic, "info": fusion.camera_info_topic,
+              "lidar": fusion.lidar_topic}
+    shares = [min(1.0, received.get(key, 0) / published[topic]) for key, topic in topics.items()
+              if published.get(topic)]
+    return min(shares, default=1.0)
+
+
 def ground_all(client: GraphClient, queries: Sequence[str], progress: bool) -> tuple[list[Any], list[float]]:
     """Every query through /ground_object, one at a time: the responses and round-trip times (ms)."""
     responses, latencies = [], []
@@ -129,6 +140,8 @@ def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scen
     refresh_stats = percentiles(refresh)
     # the graph kept up when its lag at the end is no more than its usual refresh latency
     processing_s = stats.wall_time_s + max(0.0, lag_s - refresh_stats["p50"])
+    received = counters(diagnostics["fusion_node"], "received.")
+    ingested = ingested_fraction(config.fusion_node, dict(stats.published), received)
 
     seg_config = config.segmentation_node
     online, coverage = online_scores(dataset, scene, labelled)
@@ -141,7 +154,8 @@ def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scen
         "bag": str(bag), "scene": scene, "rate": rate,
         "replay": {"bag_duration_s": stats.bag_duration_s, "wall_time_s": stats.wall_time_s,
                    "published": dict(stats.published)},
-        "real_time_factor": stats.bag_duration_s / processing_s if processing_s > 0 else float("nan"),
+        "real_time_factor": stats.bag_duration_s * ingested / processing_s if processing_s > 0 else float("nan"),
+        "ingested_fraction": ingested,
         "lag_after_replay_s": lag_s,
         "settled_after_replay_s": settle_s,
         "semantic_map_refresh_s": refresh_stats | {"count": len(refresh)},
@@ -153,7 +167,7 @@ def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scen
                       "service_latency_ms": percentiles(latencies)},
         "stages": {name: stage_latencies(values) for name, values in diagnostics.items()},
         "drops": {name: counters(values, "drops.") for name, values in diagnostics.items()},
-        "received": counters(diagnostics["fusion_node"], "received."),
+        "received": received,
         "integrated": counters(diagnostics["fusion_node"], "integrated."),
     }
     return report, labelled

@@ -5,7 +5,8 @@ network (`ov3d_ros.mapping.semantic_map`):
 - labels: each new /ov3d/map is taken at once (one that arrives while another waits replaces it: counted as
   `superseded`); new voxels are labelled from their neighbours, and the semantic map is published;
 - network: the student catches up over the changed regions one tile at a time, and every `objects_period_s`
-  the instances are refreshed and published (boxes for RViz, objects for the grounding node).
+  the instances are refreshed and published (boxes for RViz, objects for the grounding node) and the semantic
+  map is published again with the network's new features (a map is megabytes: not after every tile).
 """
 from __future__ import annotations
 
@@ -209,10 +210,9 @@ class SegmentationNode(Node):
         if self.semantic.stale_blocks:
             with self.times.measure("compute_tile"):
                 report = self.semantic.compute()
-            if report.recomputed:
+            if report.recomputed:                # shown with the next map, or with the objects' refresh
                 self.times.add("student", report.student_s * 1000.0)
                 self._objects_due = True
-                self._request_republish()
         if self._objects_due and time.monotonic() - self._last_objects >= self.config.objects_period_s:
             self._objects_due = False
             self._last_objects = time.monotonic()
@@ -221,6 +221,7 @@ class SegmentationNode(Node):
                 objects, ids = self.semantic.objects()
             self._publish_objects(objects, ids)
             self._objects_version = version
+            self._request_republish()
 
     def _request_republish(self) -> None:
         """Have the labels thread publish the semantic map again (features or labels changed)."""

@@ -156,13 +156,3 @@ class VoxelMap:
             self._evict_over_budget()
             self.version += 1
             return int(self._keys.size)
-
-    def clear(self) -> None:
-        """Forget every voxel."""
-        with self._lock:
-            self._keys = np.empty(0, np.int64)
-            self._sum_xyz, self._sum_rgb = np.empty((0, 3)), np.empty((0, 3))
-            self._count, self._last_seen = np.empty(0, np.int64), np.empty(0, np.int64)
-            self._observations = np.empty(0, np.int64)
-            self.newest_stamp_ns = 0
-            self.version += 1

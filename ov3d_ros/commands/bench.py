@@ -289,15 +289,14 @@ def run_bench_grounding(args: argparse.Namespace) -> int:
     from ov3d_ros.evaluation.bench_grounding import run_grounding_benchmark
     from ov3d_ros.grounding.engine import load_engine
     from ov3d_ros.language.encoders import build_text_encoder
-    from ov3d_ros.language.vocabulary import EmbeddingCache, Vocabulary, default_cache_dir
+    from ov3d_ros.language.vocabulary import configured_vocabulary
 
     if args.objects < 1 or args.queries < 1:
         raise ValueError("--objects and --queries must be positive")
     config = load_pipeline_config(args.config)
     encoder = build_text_encoder(config.language)
     engine = load_engine(encoder.encode, None if args.checkpoint == "coarse" else args.checkpoint)
-    vocabulary = Vocabulary.build(label_entries(), encoder, config.language.templates,
-                                  EmbeddingCache(default_cache_dir(config.language)))
+    vocabulary = configured_vocabulary(label_entries(), config.language, encoder)
     result = run_grounding_benchmark(engine, vocabulary, args.objects, args.queries, args.seed)
     print(f"grounding engine ({result['ranker']}), {args.objects} objects, {args.queries} distinct queries, "
           f"1 thread; {result['unanswered']} unanswered")

@@ -64,10 +64,8 @@ def evaluate_features(dataset: Dataset, scenes: list[str], features: FeatureSour
 
 def dataset_vocabulary(dataset: Dataset, language: LanguageConfig) -> Vocabulary:
     """The dataset's class names embedded in the configured text space (cached on disk)."""
-    from ov3d_ros.language.encoders import build_text_encoder
-    from ov3d_ros.language.vocabulary import EmbeddingCache, default_cache_dir
-    return Vocabulary.build(list(dataset.classes), build_text_encoder(language), language.templates,
-                            EmbeddingCache(default_cache_dir(language)))
+    from ov3d_ros.language.vocabulary import configured_vocabulary
+    return configured_vocabulary(list(dataset.classes), language)
 
 
 def fused_source(dataset: Dataset, name: str) -> FeatureSource:

@@ -125,7 +125,7 @@ class GroundingEngine:
             raise ValueError(f"{len(ids)} instance ids for {len(objects)} objects")
         door = self.settings.door_label
         scene = prepare_scene(objects, labels.index(door) if door in labels else None, self.settings.neighbours)
-        if offset is not None and not _same_offset(offset, self.offset):
+        if offset is not None:
             self.offset = offset
         current = self._state
         same_space = current is not None and current.labels == labels and current.synonyms == vocabulary.synonyms \

@@ -299,3 +299,12 @@ class Vocabulary:
         row_label = torch.from_numpy(self.row_label).to(unit_features.device).expand(similarity.shape[0], -1)
         per_label = similarity.new_full((similarity.shape[0], count), float("-inf"))
         return per_label.scatter_reduce(1, row_label, similarity, reduce="amax")
+
+
+def configured_vocabulary(entries: Iterable[str], language: LanguageConfig,
+                          encoder: TextEncoder | None = None) -> Vocabulary:
+    """`entries` embedded as the language config says: its encoder (or `encoder`, already built from it), its
+    templates and its on-disk embedding cache."""
+    from ov3d_ros.language.encoders import build_text_encoder
+    return Vocabulary.build(entries, encoder or build_text_encoder(language), language.templates,
+                            EmbeddingCache(default_cache_dir(language)))

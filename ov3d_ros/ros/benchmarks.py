@@ -24,15 +24,12 @@ def run_service_benchmark(client: GraphClient, language: LanguageConfig, objects
     """Publish a map of `objects` synthetic objects to the grounding node and time `queries` distinct queries
     through /ground_object (round trip through DDS, text encoding included)."""
     from ov3d_ros.data.synthetic.categories import label_entries
-    from ov3d_ros.language.encoders import build_text_encoder
-    from ov3d_ros.language.vocabulary import EmbeddingCache, Vocabulary, default_cache_dir
+    from ov3d_ros.language.vocabulary import configured_vocabulary
 
-    encoder = build_text_encoder(language)
-    vocabulary = Vocabulary.build(label_entries(), encoder, language.templates,
-                                  EmbeddingCache(default_cache_dir(language)))
+    vocabulary = configured_vocabulary(label_entries(), language)
     rng = np.random.default_rng(seed)
     content = ObjectMapContent(synthetic_objects(vocabulary, objects, rng), np.arange(objects),
-                               tuple(vocabulary.entries()), encoder.name, None, "map", time.time_ns())
+                               tuple(vocabulary.entries()), vocabulary.encoder_name, None, "map", time.time_ns())
     client.wait_for_graph()
     publisher = client.node.create_publisher(ObjectMap, "/ov3d/objects", LATCHED)
     publisher.publish(object_map_to_msg(content))

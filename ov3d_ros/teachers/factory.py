@@ -11,12 +11,10 @@ from ov3d_ros.teachers.simulated import SimulatedTeacher
 def simulated_teacher(language: LanguageConfig, classes: Sequence[str], noise: float,
                       confusions: Mapping[str, Sequence[str]] | None = None, seed: int = 0) -> SimulatedTeacher:
     """The calibrated simulated teacher over `classes` (label value = position), in the configured text space."""
-    from ov3d_ros.language.encoders import build_text_encoder
-    from ov3d_ros.language.vocabulary import EmbeddingCache, Vocabulary, default_cache_dir
+    from ov3d_ros.language.vocabulary import configured_vocabulary
     from ov3d_ros.teachers.simulated import CalibratedNoiseModel
 
-    vocabulary = Vocabulary.build(list(classes), build_text_encoder(language), language.templates,
-                                  EmbeddingCache(default_cache_dir(language)))
+    vocabulary = configured_vocabulary(list(classes), language)
     index = {name: i for i, name in enumerate(classes)}
     pairs = [(index[a], index[b]) for a, targets in (confusions or {}).items() for b in targets
              if a in index and b in index]

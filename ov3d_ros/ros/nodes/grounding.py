@@ -19,7 +19,7 @@ from ov3d_ros.geometry.tf_buffer import TransformBuffer
 from ov3d_ros.geometry.transforms import RigidTransform
 from ov3d_ros.grounding.engine import EngineSettings, GroundingAnswer, MapObject, load_engine
 from ov3d_ros.language.encoders import build_text_encoder
-from ov3d_ros.language.vocabulary import EmbeddingCache, Vocabulary, default_cache_dir
+from ov3d_ros.language.vocabulary import Vocabulary, configured_vocabulary
 from ov3d_ros.messages import MessageError
 from ov3d_ros.messages.object_map import msg_to_object_map
 from ov3d_ros.ros.drops import DropCounter, guarded
@@ -45,7 +45,6 @@ class GroundingNode(TfListenerMixin, Node):
         self.drops = DropCounter(self.get_logger(), c.log_throttle_s)
         self.times = StageTimes()
         self.tf = TransformBuffer(cache_time_s=c.tf_cache_s)
-        self._cache = EmbeddingCache(default_cache_dir(c.language))
         self._vocabulary: Vocabulary | None = None
         self.map_stamp_ns = 0
         map_group, service_group = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
@@ -69,8 +68,7 @@ class GroundingNode(TfListenerMixin, Node):
                                f"{self.encoder.name!r}: set the same language.encoder on both nodes")
         with self.times.measure("set_map"):
             if self._vocabulary is None or self._vocabulary.entries() != list(content.vocabulary):
-                self._vocabulary = Vocabulary.build(content.vocabulary, self.encoder, self.config.language.templates,
-                                                    self._cache)
+                self._vocabulary = configured_vocabulary(content.vocabulary, self.config.language, self.encoder)
             self.engine.set_map(content.objects, self._vocabulary, content.instance_ids, content.text_offset)
         self.map_stamp_ns = content.stamp_ns
 

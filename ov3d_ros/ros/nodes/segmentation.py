@@ -34,7 +34,7 @@ from ov3d_ros.files import atomic_path
 from ov3d_ros.grounding.engine import yaw_quaternion
 from ov3d_ros.grounding.objects import SceneObjects
 from ov3d_ros.language.encoders import build_text_encoder
-from ov3d_ros.language.vocabulary import EmbeddingCache, Vocabulary, default_cache_dir, parse_label_entries
+from ov3d_ros.language.vocabulary import Vocabulary, configured_vocabulary, parse_label_entries
 from ov3d_ros.mapping.label_colours import label_colours
 from ov3d_ros.mapping.semantic_map import SemanticMap, SemanticMapSettings
 from ov3d_ros.messages import MessageError, array_to_pointcloud2, pack_rgb, pointcloud2_to_array, unpack_rgb
@@ -68,7 +68,6 @@ class SegmentationNode(Node):
         if text_space != self.encoder.name:
             raise ConfigError(f"{c.student_checkpoint} was trained in the text space {text_space!r} but "
                               f"language.encoder gives {self.encoder.name!r}")
-        self._cache = EmbeddingCache(default_cache_dir(c.language))
         self._vocabulary_path = state_dir(c.snapshot_dir) / VOCABULARY_FILE
         self.semantic = SemanticMap(student, self._build_vocabulary(self._initial_entries()), offset,
                                     SemanticMapSettings(block_m=c.block_m, margin_m=c.margin_m, tile_m=c.tile_m))
@@ -114,7 +113,7 @@ class SegmentationNode(Node):
 
     def _build_vocabulary(self, entries: list[str]) -> Vocabulary:
         with self.times.measure("embed_vocabulary"):
-            return Vocabulary.build(entries, self.encoder, self.config.language.templates, self._cache)
+            return configured_vocabulary(entries, self.config.language, self.encoder)
 
     def on_set_vocabulary(self, request: SetVocabulary.Request, response: SetVocabulary.Response
                           ) -> SetVocabulary.Response:

@@ -102,6 +102,8 @@ def _training_args(parser: argparse.ArgumentParser, data_help: str, out_help: st
     parser.add_argument("--out", required=True, help=out_help)
     parser.add_argument("--distill-steps", type=int, default=None, help="override ggsd.distill_steps")
     parser.add_argument("--self-distill-steps", type=int, default=None, help="override ggsd.self_distill_steps")
+    parser.add_argument("--train-split", default=None,
+                        help="override ggsd.train_split (several splits joined by '+', e.g. train+extra)")
 
 
 def _training_bench(benches: argparse._SubParsersAction, name: str, handler: str, text: str, description: str,
@@ -198,7 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = seg.add_mutually_exclusive_group(required=True)
     source.add_argument("--fused", help="fused 2D features: a name under <data>/fused/ or a folder (2D fusion)")
     source.add_argument("--features", help="per-point features: a folder of <scene>.pt/.npy or one such file")
-    source.add_argument("--checkpoint", help="a trained 3D student checkpoint")
+    source.add_argument("--checkpoint", help="a trained 3D student checkpoint ('default' = the shipped one)")
+    seg.add_argument("--no-colour", action="store_true",
+                     help="with --checkpoint: withhold the scenes' colours, as from a LiDAR-only map")
     seg.add_argument("--json", required=True, help="where to write the JSON report (plots go beside it)")
     _config_arg(seg)
     seg.set_defaults(run=_cmd_eval_seg)
@@ -259,6 +263,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="OpenScene-style pixel-point distillation: the ggsd trainer with superpoint_loss, "
                     "self_distillation and superpoint_voting off, whatever the config says.")
     distill.set_defaults(run=lambda args: _train("run_train_ggsd", args), plain_distillation=True)
+
+    recipes = sub_parsers["bench"].add_parser(
+        "student-recipes", help="student training recipes, each trained for the same wall-clock time",
+        description="Train the student under each recipe (loss, inputs, voxel size, crops, batch...) for --minutes "
+                    "of step time and score it on the first training scenes and on the val split: steps, s/step, "
+                    "mIoU, classes labelled right, tail mIoU; recipes.json and recipes.png (val mIoU against "
+                    "training hours).")
+    recipes.add_argument("--data", required=True, help="dataset root with fused features (ov3d synth / fuse)")
+    recipes.add_argument("--out", default="runs/recipes", help="folder for the runs, recipes.json and recipes.png")
+    recipes.add_argument("--minutes", type=float, default=5.0, help="training time per recipe (default: %(default)s)")
+    recipes.add_argument("--rows", nargs="+", metavar="NAME", help="only these recipes (names as printed)")
+    recipes.add_argument("--train-scenes", type=int, default=2, help="training scenes scored (default: %(default)s)")
+    recipes.add_argument("--quiet", action="store_true", help="no progress bars")
+    _config_arg(recipes)
+    recipes.set_defaults(run=lambda args: _bench("run_bench_student_recipes", args))
 
     _training_bench(sub_parsers["bench"], "ggsd-ablation", "run_bench_ggsd_ablation",
                     "GGSD's Table 4 on the benchmark: 2D fusion and four trained rows, one budget",

@@ -249,8 +249,17 @@ class StudentSection:
     """Which 3D student network: a preset of ov3d_ros.models.student and its voxel size."""
 
     preset: str = param("default", "Student preset: 'default' (shipped weights) or 'tiny' (tests).")
-    voxel_size_m: float = param(0.02, "Voxel edge: 0.02 indoor RGB-D, 0.05 for LiDAR maps.", 0.005, 1.0)
-    use_color: bool = param(False, "Feed RGB as input besides geometry (geometry only by default).")
+    voxel_size_m: float = param(0.05, "Voxel edge of the network's input (the map's points are averaged into it).",
+                                0.005, 1.0)
+    inputs: list[str] = param(["colour", "height"], "Per-point inputs besides geometry (ov3d_ros.models.inputs): "
+                                                    "colour, height; [] = geometry only.")
+
+    def __post_init__(self) -> None:
+        from ov3d_ros.models.inputs import check_inputs
+        try:
+            check_inputs(self.inputs)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 @dataclass
@@ -268,17 +277,29 @@ class GGSDConfig:
     self_distill_steps: int = param(1000, "Optimiser steps of stage 2 (self-distillation).", 0, 10_000_000)
     center_text_space: bool = param(True, "Distil and classify relative to the mean class text embedding (for "
                                               "text spaces whose classes share a large common direction).")
+    loss: str = param("vocabulary", "Stage 1 loss: 'vocabulary' (cross-entropy of feature . class text / "
+                                    "vocabulary_temperature against the class the teacher's feature is nearest to) or "
+                                    "'cosine' (1 - cos to the fused feature, OpenScene's L_p).")
+    labels: str = param("teacher", "Stage 1 labels of the vocabulary loss: 'teacher' (the fused 2D features) or "
+                                   "'ground_truth' (the fully supervised upper bound; never for a shipped student).")
+    vocabulary_temperature: float = param(0.07, "Temperature of the vocabulary cross-entropy.", 1e-4, 10.0)
     class_balance: float = param(0.5, "Stage 1: weight each point's distillation loss by freq(c)^-x of the class c "
                                       "the teacher gives it in the crop (0 = off, 0.5 = inverse square root).",
                                  0.0, 1.0)
+    colour_dropout: float = param(0.2, "Share of training crops shown without colour (as a LiDAR-only map is), for "
+                                       "students that take colour.", 0.0, 1.0)
+    time_budget_s: float = param(0.0, "> 0: stop after this many seconds of training and run the learning-rate "
+                                      "schedule on elapsed time instead of steps (same-budget comparisons).",
+                                 0.0, 1e7)
     distill_weight: float = param(1.0, "Weight of L_d (L_p + L_sp) kept during stage 2.", 0.0, 100.0)
     ema_momentum: float = param(0.999, "EMA teacher momentum in stage 2.", 0.0, 1.0)
     temperature: float = param(0.01, "Softmax temperature of the self-distillation loss.", 1e-4, 10.0)
     learning_rate: float = param(0.002, "Adam learning rate; cosine decay to 1 % in each stage, stage 2 from a "
                                         "tenth of it.", 1e-7, 1.0)
-    scenes_per_step: int = param(1, "Scenes (crops) per optimiser step on each process.", 1, 64)
+    scenes_per_step: int = param(1, "Scenes (crops) per optimiser step on each process, batched in one forward pass.", 1, 64)
     crop_m: float = param(3.0, "Side of the random square crop of a scene, metres (0 = whole scene).", 0.0, 1000.0)
     rotate: bool = param(True, "Augment: random rotation about z.")
+    flip: bool = param(True, "Augment: mirror x in half of the crops.")
     scale_range: float = param(0.1, "Augment: random scale in [1 - r, 1 + r].", 0.0, 0.9)
     elastic: bool = param(False, "Augment: elastic distortion (OpenScene's, optional).")
     seed: int = param(0, "Random seed (model init, scene order, crops, augmentation).", 0, 2**31 - 1)
@@ -291,6 +312,12 @@ class GGSDConfig:
     threads: int = param(2, "torch CPU threads per process.", 1, 256)
     scene_label_masking: bool = param(False, "Stage 2: restrict the EMA's pseudo labels to the scene-level labels "
                                              "before voting (needs scene labels; the 3DSS-VLG x GGSD combination).")
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("vocabulary", "cosine"):
+            raise ConfigError(f"ggsd.loss must be 'vocabulary' or 'cosine', got {self.loss!r}")
+        if self.labels not in ("teacher", "ground_truth"):
+            raise ConfigError(f"ggsd.labels must be 'teacher' or 'ground_truth', got {self.labels!r}")
 
 
 @dataclass

@@ -123,8 +123,8 @@ def test_tiny_ggsd_run_learns_resumes_and_checkpoints(tiny_dataset, tmp_path):
     dataset, vocabulary = tiny_dataset
     config = GGSDConfig(distill_steps=40, self_distill_steps=20, crop_m=2.5, log_every=5, checkpoint_every=30,
                         learning_rate=0.01, threads=1, seed=3, val_split="train", val_every=20, val_scenes=1,
-                        center_text_space=False, class_balance=0.0)
-    student = StudentSection(preset="tiny", voxel_size_m=0.05)
+                        center_text_space=False, class_balance=0.0, loss="cosine")
+    student = StudentSection(preset="tiny", voxel_size_m=0.05, inputs=[])
     trainer = GGSDTrainer(dataset, vocabulary, config, student, tmp_path, progress=False)
     final = trainer.run()
 
@@ -142,7 +142,7 @@ def test_tiny_ggsd_run_learns_resumes_and_checkpoints(tiny_dataset, tmp_path):
 
     def features(scene, cloud):
         with torch.no_grad():
-            return model(torch.from_numpy(cloud.coords)), torch.ones(cloud.num_points, dtype=torch.bool)
+            return model.run_on_map(cloud.coords, cloud.colors), torch.ones(cloud.num_points, dtype=torch.bool)
     scores = evaluate_features(dataset, dataset.scenes("train"), features, vocabulary, progress=False).scores
     present = int(np.isfinite(scores.iou).sum())
     assert scores.macc > 100.0 / present * 2, scores.macc      # far better than chance over the classes present
@@ -155,10 +155,11 @@ def test_tiny_ggsd_run_learns_resumes_and_checkpoints(tiny_dataset, tmp_path):
     exported = export_student(final, tmp_path / "small.pt", {"note": "test"})
     assert exported.stat().st_size < final.stat().st_size / 2           # fp16, no optimiser / EMA state
     small, small_space = load_student(exported)
-    points = torch.from_numpy(dataset.scene_cloud(dataset.scenes("train")[0]).coords[:2000])
+    cloud = dataset.scene_cloud(dataset.scenes("train")[0])
     with torch.no_grad():
         assert small_space == space
-        assert torch.allclose(small(points), model(points), atol=2e-2)
+        assert torch.allclose(small.run_on_map(cloud.coords, cloud.colors), model.run_on_map(cloud.coords, cloud.colors),
+                              atol=2e-2)
 
     resumed = GGSDTrainer(dataset, vocabulary, dataclasses.replace(config, self_distill_steps=25), student,
                           tmp_path, progress=False)

@@ -1,6 +1,6 @@
 """The online semantic layer without ROS: incremental features match one pass over the map, new voxels are
-labelled before the network runs, a new vocabulary relabels without it, memory rows are reused, and surfaces
-are thinned."""
+labelled before the network runs, a colour student is told which colours are known, a new vocabulary relabels
+without the network, memory rows are reused, and surfaces are thinned."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +11,9 @@ from conftest import TINY_TEXT_DIM
 from ov3d_ros.geometry.voxels import pack_coords, voxel_coords
 from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.mapping.semantic_map import FeaturePool, SemanticMap, SemanticMapSettings
+from ov3d_ros.mapping.sensor_points import LIDAR_GREY
 from ov3d_ros.mapping.surface import project_to_surfaces
+from ov3d_ros.models.inputs import floor_height
 from ov3d_ros.models.student import Student, student_config
 
 LABELS = ("floor", "wall", "box", "table")
@@ -100,6 +102,43 @@ def test_new_voxels_are_labelled_by_their_neighbours_before_the_network_runs(stu
     nearest_old = [before.get(tuple(v)) for v in np.floor(mapped[~new] / 0.02).astype(int)]
     assert list(labels[~new]) == nearest_old                  # kept voxels keep their labels
     assert set(labels[new]) <= set(before.values())
+
+
+def test_a_colour_student_is_fed_uncoloured_voxels_as_unknown(monkeypatch):
+    torch.manual_seed(0)
+    student = Student(student_config("tiny", inputs=("colour", "height"))).eval()
+    settings = SemanticMapSettings(tile_m=8.0, margin_m=4.0)   # one tile, the whole room as context: exact
+    xyz, rgb = room(5)
+    known = xyz[:, 1] < 1.0                                   # the camera saw the floor; LiDAR alone the rest
+    rgb[~known] = LIDAR_GREY
+    run_on_map, flags = student.run_on_map, []
+
+    def recording(*args, colour_known=None, **kwargs):
+        flags.append(colour_known)
+        return run_on_map(*args, colour_known=colour_known, **kwargs)
+
+    monkeypatch.setattr(student, "run_on_map", recording)
+    semantic = SemanticMap(student, vocabulary(), settings=settings)
+    semantic.update(xyz, rgb, known)
+    settle(semantic)
+    assert flags and all(np.array_equal(f, known) for f in flags)   # each tile sees the whole room
+    points = project_to_surfaces(xyz, settings.surface_neighbours, settings.surface_iterations)
+    with torch.no_grad():
+        expected = run_on_map(points, rgb, floor_height(xyz[:, 2]), colour_known=known).numpy()
+    assert (semantic.features().astype(np.float32) * expected).sum(axis=1).min() > 0.995
+
+
+def test_a_voxel_whose_colour_becomes_known_changes_for_colour_students_only(student):
+    torch.manual_seed(0)
+    colour_student = Student(student_config("tiny", inputs=("colour",))).eval()
+    xyz, rgb = room(6)
+    known = xyz[:, 1] < 1.0
+    for model, changed in ((colour_student, int((~known).sum())), (student, 0)):
+        semantic = SemanticMap(model, vocabulary())
+        semantic.update(xyz, rgb, known)
+        settle(semantic)
+        change = semantic.update(xyz, rgb)                    # the camera now sees every voxel, in the same colour
+        assert change.changed == changed and (semantic.stale_blocks > 0) == (changed > 0)
 
 
 def test_set_vocabulary_relabels_without_the_network(student, monkeypatch):

@@ -178,10 +178,51 @@ def _budget(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
     config = load_pipeline_config(args.config)
     ggsd = dataclasses.replace(config.ggsd, distill_steps=args.distill_steps or config.ggsd.distill_steps,
-                               self_distill_steps=args.self_distill_steps or config.ggsd.self_distill_steps)
+                               self_distill_steps=args.self_distill_steps or config.ggsd.self_distill_steps,
+                               train_split=args.train_split or config.ggsd.train_split)
     config = dataclasses.replace(config, ggsd=ggsd)
     dataset = Dataset(Path(args.data))
     return config, dataset, dataset_vocabulary(dataset, config.language)
+
+
+def run_bench_student_recipes(args: argparse.Namespace) -> int:
+    """Student training recipes under one wall-clock budget (ov3d_ros.evaluation.bench_recipes)."""
+    import re
+
+    from ov3d_ros.config import ConfigError, load_pipeline_config
+    from ov3d_ros.data.dataset import Dataset
+    from ov3d_ros.data.openscene import DataError
+    from ov3d_ros.evaluation import bench_recipes as bench
+    from ov3d_ros.evaluation.segmentation import dataset_vocabulary
+
+    recipes = [r for r in bench.RECIPES if not args.rows or r.name in args.rows]
+    unknown = set(args.rows or ()) - {r.name for r in recipes}
+    if unknown:
+        raise ConfigError(f"unknown recipe {sorted(unknown)[0]!r}; rows: {'; '.join(bench.recipe_names())}")
+    config = load_pipeline_config(args.config)
+    dataset = Dataset(Path(args.data))
+    vocabulary = dataset_vocabulary(dataset, config.language)
+    train_scenes = dataset.scenes(config.ggsd.train_split)[:args.train_scenes]
+    val_scenes = dataset.scenes(config.ggsd.val_split)
+    out, seconds = Path(args.out), args.minutes * 60.0
+    bench.print_header(seconds, len(train_scenes), len(val_scenes))
+    rows = []
+    for recipe in recipes:
+        folder = out / re.sub(r"[^a-z0-9]+", "-", recipe.name.lower()).strip("-")
+        for stale in ("log.csv", "val.csv", "last.pt", "final.pt"):
+            (folder / stale).unlink(missing_ok=True)
+        try:
+            rows.append(bench.run_recipe(dataset, vocabulary, config, recipe, folder, seconds, train_scenes,
+                                         val_scenes, progress=not args.quiet))
+        except DataError as exc:
+            print(f"{recipe.name:<40}skipped: {exc}")
+            continue
+        bench.print_row(rows[-1])
+        write_json(out / "recipes.json", {"minutes": args.minutes, "train_scenes": train_scenes,
+                                          "val_scenes": val_scenes, "rows": rows})
+    plot = bench.plot_recipe_curves(rows, out / "recipes.png")
+    print(f"table: {out / 'recipes.json'}; curves: {plot}")
+    return 0
 
 
 def run_bench_ggsd_ablation(args: argparse.Namespace) -> int:

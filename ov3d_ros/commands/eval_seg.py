@@ -50,6 +50,8 @@ def run_eval_seg(args: argparse.Namespace) -> int:
         raise ConfigError(f"--features names one file but split {args.split!r} has {len(scenes)} scenes")
     if args.fused and not (Path(args.fused).is_dir() or dataset.fused_dir(args.fused).is_dir()):
         raise DataError(f"no fused features called {args.fused!r}: neither a folder nor {dataset.fused_dir(args.fused)}")
+    if args.no_colour and not args.checkpoint:
+        raise ConfigError("--no-colour applies to a student (--checkpoint) only")
     if args.features and not Path(args.features).exists():
         raise DataError(f"no such features file or folder: {args.features}")
 
@@ -59,7 +61,7 @@ def run_eval_seg(args: argparse.Namespace) -> int:
     vocabulary = dataset_vocabulary(dataset, config.language)
     features = from_files
     if args.checkpoint:
-        features, vocabulary, _ = checkpoint_source(args.checkpoint, vocabulary)
+        features, vocabulary, _ = checkpoint_source(args.checkpoint, vocabulary, with_colour=not args.no_colour)
     result = evaluate_features(dataset, scenes, features, vocabulary)
     scores = result.scores
     report = segmentation_report(scores, Path(args.json))

@@ -152,11 +152,14 @@ class Dataset:
         return self.info.classes
 
     def scenes(self, split: str) -> list[str]:
-        """Scene ids of a split."""
-        if split not in self.info.splits:
-            raise DataError(f"unknown split {split!r}; {self.root / DATASET_FILE} has "
-                            f"{', '.join(self.info.splits)}")
-        return list(self.info.splits[split])
+        """Scene ids of a split; "a+b" names the scenes of splits a and b."""
+        scenes = []
+        for part in split.split("+"):
+            if part not in self.info.splits:
+                raise DataError(f"unknown split {part!r}; {self.root / DATASET_FILE} has "
+                                f"{', '.join(self.info.splits)}")
+            scenes.extend(self.info.splits[part])
+        return scenes
 
     def all_scenes(self) -> list[str]:
         """Scene ids of every split, split by split."""

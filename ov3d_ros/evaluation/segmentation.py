@@ -76,7 +76,7 @@ def fused_source(dataset: Dataset, name: str) -> FeatureSource:
     return features
 
 
-def checkpoint_source(checkpoint: str | Path, vocabulary: Vocabulary,
+def checkpoint_source(checkpoint: str | Path, vocabulary: Vocabulary, with_colour: bool = True,
                       ) -> tuple[FeatureSource, Vocabulary, np.ndarray | None]:
     """A FeatureSource running a checkpoint's student (or 'default'), the space to classify its features in (the
     vocabulary, centred when the student was trained centred) and that text offset. ConfigError when the
@@ -87,14 +87,14 @@ def checkpoint_source(checkpoint: str | Path, vocabulary: Vocabulary,
     if text_space != vocabulary.encoder_name:
         raise ConfigError(f"{checkpoint} was trained in the text space {text_space!r}, but the config's encoder is "
                           f"{vocabulary.encoder_name!r}")
-    return student_source(student), vocabulary if offset is None else vocabulary.centred(offset), offset
+    return student_source(student, with_colour), vocabulary if offset is None else vocabulary.centred(offset), offset
 
 
-def student_source(student: torch.nn.Module) -> FeatureSource:
-    """A FeatureSource running a student on whole scenes (with colour input when it takes colour)."""
+def student_source(student: torch.nn.Module, with_colour: bool = True) -> FeatureSource:
+    """A FeatureSource running a student on whole scenes, fed the inputs it takes (`Student.run_on_map`); with
+    `with_colour` False the scenes' colours are withheld, as from a LiDAR-only map."""
     @torch.no_grad()
     def features(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
-        colour = torch.from_numpy(cloud.colors.astype("float32") / 255.0) \
-            if student.config.in_channels == 4 else None
-        return student(torch.from_numpy(cloud.coords), colour), torch.ones(cloud.num_points, dtype=torch.bool)
+        return (student.run_on_map(cloud.coords, cloud.colors if with_colour else None),
+                torch.ones(cloud.num_points, dtype=torch.bool))
     return features

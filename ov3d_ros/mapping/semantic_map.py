@@ -1,8 +1,8 @@
 """The semantic layer of the online map: student features per voxel, computed incrementally, and labels for the
 current vocabulary.
 
-The student's input is the set of occupied voxels (plus their colour for a colour student), so features can only
-change where that set changed. Work is split in two:
+The student's input is the set of occupied voxels (plus their colour, and whether it is known, for a colour
+student), so features can only change where that set changed. Work is split in two:
 - `update` takes the fused map as it is now and is fast: kept voxels keep their features, new voxels borrow the
   features of their nearest featured voxel, and every `block_m` block whose voxels changed is queued as stale.
 - `compute` runs the network over one tile: the stale blocks of the `tile_m` tile holding the most changed block
@@ -28,6 +28,7 @@ from scipy.spatial import cKDTree
 from ov3d_ros.geometry.boxes import iou_matrix
 from ov3d_ros.geometry.voxels import pack_coords, unpack_keys, voxel_coords
 from ov3d_ros.grounding.objects import SceneObjects, map_objects
+from ov3d_ros.models.inputs import floor_height
 from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.mapping.superpoints import compute_superpoints
 from ov3d_ros.mapping.surface import project_to_surfaces
@@ -121,6 +122,8 @@ class SemanticMap:
         self._keys = np.empty(0, np.int64)
         self._xyz = np.empty((0, 3), np.float32)
         self._rgb = np.empty((0, 3), np.uint8)
+        self._colour_known = np.empty(0, bool)          # whether each voxel's colour is real
+        self._floor_z = 0.0
         self._pool = FeaturePool(student.config.out_dim)
         self._row = np.empty(0, np.int64)               # each voxel's row in the pool
         self._labels = np.empty(0, np.int64)
@@ -143,19 +146,20 @@ class SemanticMap:
 
     # -- features -------------------------------------------------------------------------------------------
 
-    def update(self, xyz: np.ndarray, rgb: np.ndarray) -> MapChange:
-        """Take the map's points `xyz` (N, 3) and colours `rgb` (N, 3) uint8 as they are now. Fast: voxels kept
-        keep their features, new ones take their nearest featured voxel's, and the blocks that changed are
-        queued for `compute`."""
+    def update(self, xyz: np.ndarray, rgb: np.ndarray, colour_known: np.ndarray | None = None) -> MapChange:
+        """Take the map's points `xyz` (N, 3), colours `rgb` (N, 3) uint8 and which colours are real
+        `colour_known` (N,) bool (None: all) as they are now. Fast: voxels kept keep their features, new ones
+        take their nearest featured voxel's, and the blocks that changed are queued for `compute`."""
         started = time.perf_counter()
         xyz = np.asarray(xyz, np.float32).reshape(-1, 3)
         rgb = np.asarray(rgb, np.uint8).reshape(-1, 3)
-        if len(rgb) != len(xyz):
-            raise ValueError(f"{len(xyz)} points but {len(rgb)} colours")
+        known = np.ones(len(xyz), bool) if colour_known is None else np.asarray(colour_known, bool).reshape(-1)
+        if len(rgb) != len(xyz) or len(known) != len(xyz):
+            raise ValueError(f"{len(xyz)} points but {len(rgb)} colours and {len(known)} colour_known flags")
         keys, first = np.unique(pack_coords(voxel_coords(xyz, self.voxel_size)), return_index=True)
-        xyz, rgb = xyz[first], rgb[first]
+        xyz, rgb, known = xyz[first], rgb[first], known[first]
         with self._lock:
-            changed, kept_from, kept_to, removed = self._changed_voxels(keys, rgb)
+            changed, kept_from, kept_to, removed = self._changed_voxels(keys, rgb, known)
             row = np.empty(len(keys), np.int64)
             labels, scores = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.float32)
             row[kept_to] = self._row[kept_from]
@@ -165,7 +169,8 @@ class SemanticMap:
             row[new] = self._pool.allocate(len(new))
             self._fill_from_neighbours(keys, kept_to, new, row, labels, scores)
             self._queue_changes(changed)
-            self._keys, self._xyz, self._rgb = keys, xyz, rgb
+            self._keys, self._xyz, self._rgb, self._colour_known = keys, xyz, rgb, known
+            self._floor_z = floor_height(xyz[:, 2])
             self._row, self._labels, self._scores = row, labels, scores
             self._block_sizes = None
             if len(changed):
@@ -202,12 +207,13 @@ class SemanticMap:
             work = self._tile_inputs(blocks[occupied]) if occupied.any() else None
         if work is None:
             return ComputeReport(int(chosen.sum()), 0, 0.0, time.perf_counter() - started)
-        target_keys, context_xyz, colour, inside = work
+        target_keys, context_xyz, colour, colour_known, inside = work
+        floor_z = self._floor_z
         network_started = time.perf_counter()
         points = project_to_surfaces(context_xyz, self.settings.surface_neighbours, self.settings.surface_iterations,
                                      workers=torch.get_num_threads())
         with torch.no_grad():
-            out = self.student(torch.from_numpy(points), colour)[torch.from_numpy(inside)]
+            out = self.student.run_on_map(points, colour, floor_z, colour_known=colour_known)[torch.from_numpy(inside)]
         student_s = time.perf_counter() - network_started
         features = out.numpy().astype(np.float16)
         with self._lock:
@@ -231,20 +237,21 @@ class SemanticMap:
         found = (occupied[position] == blocks) if len(occupied) else np.zeros(len(blocks), bool)
         return np.where(found, counts[position] if len(occupied) else 0, 0)
 
-    def _changed_voxels(self, keys: np.ndarray, rgb: np.ndarray
+    def _changed_voxels(self, keys: np.ndarray, rgb: np.ndarray, known: np.ndarray
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Coordinates of the voxels that appeared, vanished or (colour students) changed colour; the old -> new
-        indices of the voxels kept (a recoloured voxel keeps its features until its block is recomputed); the old
-        indices of the voxels gone."""
+        """Coordinates of the voxels that appeared, vanished or (colour students) changed colour or whether it is
+        known; the old -> new indices of the voxels kept (a recoloured voxel keeps its features until its block is
+        recomputed); the old indices of the voxels gone."""
         old = self._keys
         in_old = np.isin(keys, old, assume_unique=True)
         in_new = np.isin(old, keys, assume_unique=True)
         kept_to = np.flatnonzero(in_old)
         kept_from = np.searchsorted(old, keys[kept_to])
         recoloured = np.zeros(len(kept_to), bool)
-        if self.student.config.in_channels == 4:
+        if "colour" in self.student.config.inputs:
             difference = np.abs(rgb[kept_to].astype(np.int16) - self._rgb[kept_from].astype(np.int16)).max(axis=1)
-            recoloured = difference > self.settings.colour_tolerance
+            recoloured = (difference > self.settings.colour_tolerance) | \
+                (known[kept_to] != self._colour_known[kept_from])
         changed = np.concatenate([keys[~in_old], old[~in_new], keys[kept_to[recoloured]]])
         return unpack_keys(changed), kept_from, kept_to, np.flatnonzero(~in_new)
 
@@ -268,10 +275,11 @@ class SemanticMap:
         self._pool.rows[row[new]] = self._pool.rows[row[source]]
         labels[new], scores[new] = labels[source], scores[source]
 
-    def _tile_inputs(self, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None, np.ndarray] | None:
+    def _tile_inputs(self, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None,
+                                                        np.ndarray] | None:
         """What the network needs for the voxels of `blocks` (B, 3): their keys; the map's points of these blocks
-        and `margin_m` around them (a copy) and their colours for a colour student; which of those points are the
-        targets. None when the blocks hold no voxel."""
+        and `margin_m` around them (a copy), and for a colour student their colours and which are known; which of
+        those points are the targets. None when the blocks hold no voxel."""
         s = self.settings
         centres = (unpack_keys(self._keys) + 0.5) * self.voxel_size
         packed_block = pack_coords(np.floor(centres / s.block_m).astype(np.int64))
@@ -283,9 +291,9 @@ class SemanticMap:
         inside = np.isin(packed_block[context], pack_coords(blocks))
         if not inside.any():
             return None
-        colour = torch.from_numpy(self._rgb[context].astype(np.float32) / 255.0) \
-            if self.student.config.in_channels == 4 else None
-        return self._keys[context[inside]], self._xyz[context], colour, inside
+        colour, known = (self._rgb[context], self._colour_known[context]) if "colour" in self.student.config.inputs \
+            else (None, None)
+        return self._keys[context[inside]], self._xyz[context], colour, known, inside
 
     # -- labels ---------------------------------------------------------------------------------------------
 

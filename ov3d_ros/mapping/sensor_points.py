@@ -14,12 +14,14 @@ LIDAR_GREY = 128
 
 @dataclass(frozen=True)
 class PointBatch:
-    """Points of one sensor reading, in the map frame."""
+    """Points of one sensor reading, in the map frame. A reading without colour (a LiDAR cloud with no rgb field,
+    a depth image without its colour image) has `coloured` False and LIDAR_GREY in `rgb`."""
 
     xyz: np.ndarray        # (N, 3) float32 metres
     rgb: np.ndarray        # (N, 3) uint8
     stamp_ns: int
     source: str            # "rgbd" or "lidar"
+    coloured: bool = True  # whether `rgb` is the points' real colour
 
     def __len__(self) -> int:
         return int(self.xyz.shape[0])
@@ -41,7 +43,7 @@ def rgbd_points(color: np.ndarray | None, depth_m: np.ndarray, camera: PinholeCa
         rows = np.minimum(pixels[:, 1] * color.shape[0] // camera.height, color.shape[0] - 1)
         cols = np.minimum(pixels[:, 0] * color.shape[1] // camera.width, color.shape[1] - 1)
         rgb = color[rows, cols]
-    return PointBatch(map_from_camera.apply(points), np.ascontiguousarray(rgb), stamp_ns, "rgbd")
+    return PointBatch(map_from_camera.apply(points), np.ascontiguousarray(rgb), stamp_ns, "rgbd", color is not None)
 
 
 def lidar_points(cloud: np.ndarray, map_from_lidar: RigidTransform, stamp_ns: int, min_range: float,
@@ -56,4 +58,4 @@ def lidar_points(cloud: np.ndarray, map_from_lidar: RigidTransform, stamp_ns: in
         rgb = unpack_rgb(cloud.reshape(-1)[colour_field][kept][in_range])
     else:
         rgb = np.full((int(in_range.sum()), 3), LIDAR_GREY, dtype=np.uint8)
-    return PointBatch(map_from_lidar.apply(xyz[in_range]), rgb, stamp_ns, "lidar")
+    return PointBatch(map_from_lidar.apply(xyz[in_range]), rgb, stamp_ns, "lidar", colour_field is not None)

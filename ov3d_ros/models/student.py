@@ -14,9 +14,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from ov3d_ros.models.inputs import check_inputs, input_channels, point_inputs
 from ov3d_ros.sparse.layers import (DownConv3d, PointwiseConv3d, SparseBatchNorm, SparseReLU, SubmanifoldConv3d,
                                     UpConv3d)
 from ov3d_ros.sparse.tensor import SparseTensor, cat_features, devoxelize, voxelize
@@ -27,25 +29,31 @@ class StudentConfig:
     """Width and depth of the student.
 
     channels: encoder width per stage (one stage per stride-2 level); blocks: residual blocks per stage (>= 1);
-    out_dim: output feature size (the teacher's / text encoder's space); voxel_size: metres (0.02 indoor RGB-D,
-    0.05 LiDAR); in_channels: 1 = geometry only (a constant 1 per voxel), 4 = that plus RGB.
+    out_dim: output feature size (the teacher's / text encoder's space); voxel_size: metres; inputs: the per-point
+    inputs besides geometry (`ov3d_ros.models.inputs`: "colour", "height"), () = geometry only.
     """
 
     channels: tuple[int, ...] = (32, 48, 64, 96)
     blocks: tuple[int, ...] = (1, 1, 1, 1)
     out_dim: int = 384
     voxel_size: float = 0.02
-    in_channels: int = 1
+    inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
+        object.__setattr__(self, "inputs", check_inputs(self.inputs))
         if not self.channels or len(self.channels) != len(self.blocks):
             raise ValueError(f"channels and blocks need one entry per stage, got {self.channels} and {self.blocks}")
         if min(self.channels) < 1 or min(self.blocks) < 1:
             raise ValueError("every stage needs >= 1 channel and >= 1 block")
-        if self.out_dim < 1 or self.voxel_size <= 0 or self.in_channels < 1:
-            raise ValueError("out_dim and in_channels must be >= 1 and voxel_size > 0")
+        if self.out_dim < 1 or self.voxel_size <= 0:
+            raise ValueError("out_dim must be >= 1 and voxel_size > 0")
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of an input voxel: occupancy plus the inputs' channels."""
+        return input_channels(self.inputs)
 
 
 PRESETS: dict[str, StudentConfig] = {
@@ -146,7 +154,7 @@ class Student(nn.Module):
 
     def voxelize(self, points: torch.Tensor, features: torch.Tensor | None = None,
                  batch: torch.Tensor | None = None) -> tuple[SparseTensor, torch.Tensor]:
-        """Points (N, 3) [+ per-point input features (N, in_channels - 1), e.g. RGB in [0, 1]] -> (input voxels,
+        """Points (N, 3) [+ per-point input features (N, in_channels - 1) from `point_inputs`] -> (input voxels,
         point_to_voxel (N,)). Each voxel's input is the constant 1 followed by the mean of its points' features."""
         extra = 0 if features is None else features.shape[1]
         if extra + 1 != self.config.in_channels:
@@ -177,3 +185,11 @@ class Student(nn.Module):
         voxels, point_to_voxel = self.voxelize(points, features, batch)
         out = self.forward_voxels(voxels)
         return (out.features, point_to_voxel) if per_voxel else devoxelize(out, point_to_voxel)
+
+    def run_on_map(self, xyz: np.ndarray | torch.Tensor, rgb: np.ndarray | torch.Tensor | None = None,
+                   floor_z: float | None = None, colour_known: np.ndarray | None = None) -> torch.Tensor:
+        """Per-point features of map points (N, 3), with the inputs this student takes built from what the caller
+        has (`point_inputs`: colour where known, height above `floor_z`, the whole map's floor)."""
+        points = torch.as_tensor(np.asarray(xyz, dtype=np.float32) if not isinstance(xyz, torch.Tensor) else xyz)
+        return self(points, point_inputs(self.config.inputs, points, rgb, floor_z, colour_known))
+

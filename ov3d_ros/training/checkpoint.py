@@ -52,7 +52,12 @@ def _offset_of(content: dict[str, Any]) -> np.ndarray | None:
 
 
 def _student_from(content: dict[str, Any]) -> tuple[Student, str]:
-    student = Student(StudentConfig(**content["student_config"]))
+    config = dict(content["student_config"])
+    legacy_channels = config.pop("in_channels", None)     # checkpoints before inputs were named
+    if legacy_channels not in (None, 1):
+        raise ValueError(f"this checkpoint predates named student inputs and takes {legacy_channels} channels; "
+                         "retrain it")
+    student = Student(StudentConfig(**config))
     student.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in content["model"].items()})
     return student.eval(), str(content["text_space"])
 

@@ -35,7 +35,7 @@ from ov3d_ros.mapping.superpoints import SuperpointCache
 from ov3d_ros.models.student import Student, student_config
 from ov3d_ros.training.checkpoint import load_checkpoint, save_checkpoint
 from ov3d_ros.training.logs import CsvLog, tensorboard
-from ov3d_ros.training.scenes import (Sample, TargetMap, TrainingScene, load_training_scene, make_sample,
+from ov3d_ros.training.scenes import (Sample, TargetMap, TrainingScene, collate, load_training_scene, make_sample,
                                       training_space)
 
 STAGE2_LR_SCALE = 0.1
@@ -72,6 +72,14 @@ def pixel_point_loss(features: torch.Tensor, target: torch.Tensor, seen: torch.T
     return 1.0 - (features * pull).sum() / total
 
 
+def _superpoint_sums(features: torch.Tensor, superpoints: torch.Tensor, rows: torch.Tensor,
+                     count: int) -> torch.Tensor:
+    """(count, D) sums of the student's point features per superpoint, built from (voxel, superpoint) pairs."""
+    pairs, multiplicity = torch.unique(rows * count + superpoints, return_counts=True)
+    return torch.zeros((count, features.shape[1]), dtype=features.dtype).index_add_(
+        0, pairs % count, features[pairs // count] * multiplicity[:, None].to(features.dtype))
+
+
 def superpoint_loss(features: torch.Tensor, target: torch.Tensor, seen: torch.Tensor,
                     superpoints: torch.Tensor, weights: torch.Tensor | None = None,
                     point_to_voxel: torch.Tensor | None = None) -> torch.Tensor:
@@ -79,10 +87,7 @@ def superpoint_loss(features: torch.Tensor, target: torch.Tensor, seen: torch.Te
     with per-point `weights` (N,), each superpoint counts with the mean weight of its seen points. `features` and
     `point_to_voxel` as in `pixel_point_loss`: the student's means are built from (voxel, superpoint) pairs."""
     count = int(superpoints.max()) + 1 if len(superpoints) else 0
-    pairs, multiplicity = torch.unique(_rows(point_to_voxel, len(target)) * count + superpoints,
-                                       return_counts=True)
-    student_sums = torch.zeros((count, features.shape[1]), dtype=features.dtype).index_add_(
-        0, pairs % count, features[pairs // count] * multiplicity[:, None].to(features.dtype))
+    student_sums = _superpoint_sums(features, superpoints, _rows(point_to_voxel, len(target)), count)
     teacher_means, seen_weight = segment_mean(target, superpoints, count, seen)
     valid = seen_weight > 0
     if not valid.any():
@@ -92,6 +97,43 @@ def superpoint_loss(features: torch.Tensor, target: torch.Tensor, seen: torch.Te
         return distance.mean()
     w = segment_mean(weights[:, None].to(target.dtype), superpoints, count, seen)[0][valid, 0]
     return (distance * w).sum() / w.sum().clamp_min(1e-12)
+
+
+def vocabulary_loss(features: torch.Tensor, text: torch.Tensor, labels: torch.Tensor, temperature: float,
+                    weights: torch.Tensor | None = None,
+                    point_to_voxel: torch.Tensor | None = None) -> torch.Tensor:
+    """Classification over the vocabulary: the weighted mean over labelled points (labels >= 0) of the softmax
+    cross-entropy of (F3D . text) / temperature against their class. `features` and `point_to_voxel` as in
+    `pixel_point_loss`: logits are computed per voxel and gathered per point."""
+    known = labels >= 0
+    w = known.to(features.dtype) if weights is None else weights.to(features.dtype) * known
+    total = w.sum()
+    if total <= 0:
+        return features.sum() * 0.0
+    rows = _rows(point_to_voxel, len(labels))
+    logits = features @ text.T / temperature
+    nll = torch.logsumexp(logits, dim=1)[rows] - logits[rows, labels.clamp_min(0)]
+    return (nll * w).sum() / total
+
+
+def superpoint_vocabulary_loss(features: torch.Tensor, text: torch.Tensor, labels: torch.Tensor,
+                               superpoints: torch.Tensor, temperature: float, weights: torch.Tensor | None = None,
+                               point_to_voxel: torch.Tensor | None = None) -> torch.Tensor:
+    """L_sp for the vocabulary loss: each superpoint's mean student feature (normalised) classified against the
+    majority class of its labelled points, weighted by the mean weight of those points."""
+    known = labels >= 0
+    if not known.any():
+        return features.sum() * 0.0
+    count = int(superpoints.max()) + 1
+    means = F.normalize(_superpoint_sums(features, superpoints, _rows(point_to_voxel, len(labels)), count), dim=1)
+    votes = torch.zeros(count * len(text), dtype=torch.float32).index_add_(
+        0, superpoints[known] * len(text) + labels[known], torch.ones(int(known.sum())))
+    majority = votes.view(count, len(text)).argmax(dim=1)
+    point_weights = known.float() if weights is None else weights.float() * known
+    w = torch.zeros(count).index_add_(0, superpoints, point_weights)
+    size = torch.zeros(count).index_add_(0, superpoints, known.float())
+    w = torch.where(size > 0, w / size.clamp_min(1), torch.zeros(()))
+    return vocabulary_loss(means, text, torch.where(size > 0, majority, -1), temperature, w)
 
 
 def class_balance_weights(classes: torch.Tensor, seen: torch.Tensor, power: float) -> torch.Tensor:
@@ -165,18 +207,19 @@ class GGSDTrainer:
         self.dataset, self.vocabulary, self.config, self.out_dir = dataset, vocabulary, config, Path(out_dir)
         self.progress = progress
         self.rank, self.world = _distributed_rank()
+        if config.time_budget_s > 0 and self.world > 1:
+            raise ValueError("ggsd.time_budget_s is for single-process runs (processes would stop at different steps)")
         torch.manual_seed(config.seed + self.rank)
         torch.set_num_threads(config.threads)
-        in_channels = 4 if student.use_color else 1
         self.model = Student(student_config(student.preset, out_dim=vocabulary.dim, voxel_size=student.voxel_size_m,
-                                            in_channels=in_channels))
-        self.use_color = student.use_color
+                                            inputs=tuple(student.inputs)))
         self.ddp = torch.nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
         self.total_steps = config.distill_steps + (config.self_distill_steps if config.self_distillation else 0)
+        self.step = 0
+        self.elapsed_s = 0.0       # training seconds so far (over resumes): the clock of a time budget
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.ema: Student | None = None
-        self.step = 0
         self.space, self.offset = training_space(vocabulary, config.center_text_space)
         self.text = torch.from_numpy(self.space.label_embeddings).float()
         cache = SuperpointCache(dataset.root / "superpoints")
@@ -187,28 +230,64 @@ class GGSDTrainer:
             raise ValueError("ggsd.scene_label_masking needs scene-level labels for every training scene")
         self.scenes: list[TrainingScene] = [
             load_training_scene(dataset, n, config.fused, cache, self.text, self.offset, target_map,
-                                None if scene_labels is None else scene_labels.get(n)) for n in names]
+                                None if scene_labels is None else scene_labels.get(n),
+                                keep_targets=config.loss == "cosine") for n in names]
         self.rng = np.random.default_rng([config.seed, self.rank])
 
-    def _lr_factor(self, step: int) -> float:
+    @property
+    def done_fraction(self) -> float:
+        """How far training is, in [0, 1]: by steps, or by elapsed time under a time budget."""
+        if self.config.time_budget_s > 0:
+            return min(self.elapsed_s / self.config.time_budget_s, 1.0)
+        return min(self.step / max(self.total_steps, 1), 1.0)
+
+    @property
+    def finished(self) -> bool:
+        return self.done_fraction >= 1.0
+
+    def _lr_factor(self, _: int) -> float:
         """Cosine decay to 1 % within each stage; stage 2 starts from STAGE2_LR_SCALE of the base rate.
 
         The schedule of stage 1 does not depend on stage 2, so a stage-1 checkpoint is exactly the state a full
         run has when it enters stage 2 (the ablation resumes from it)."""
-        first = self.config.distill_steps
-        if step < first:
-            start, progress = 1.0, step / max(first, 1)
+        first = self.config.distill_steps / max(self.total_steps, 1)
+        if self.done_fraction < first:
+            start, progress = 1.0, self.done_fraction / first
         else:
-            start, progress = STAGE2_LR_SCALE, (step - first) / max(self.total_steps - first, 1)
+            start, progress = STAGE2_LR_SCALE, (self.done_fraction - first) / max(1.0 - first, 1e-12)
         return start * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
 
     @property
     def stage(self) -> str:
-        return "distill" if self.step < self.config.distill_steps else "self_distill"
+        first = self.config.distill_steps / max(self.total_steps, 1)
+        return "distill" if first >= 1.0 or self.done_fraction < first else "self_distill"
 
     def _forward(self, net: torch.nn.Module, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
         """(V, D) voxel features of the sample and each point's voxel row."""
-        return net(sample.xyz, sample.rgb if self.use_color else None, per_voxel=True)
+        return net(sample.xyz, sample.inputs, sample.batch, per_voxel=True)
+
+    def _stage1_loss(self, features: torch.Tensor, rows: torch.Tensor,
+                     sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 1: (pixel-point term, superpoint term) of the configured loss (vocabulary or cosine)."""
+        c = self.config
+        if c.loss == "cosine":
+            weights = class_balance_weights(sample.teacher_class, sample.seen, c.class_balance) \
+                if c.class_balance > 0 else None
+            pixel = pixel_point_loss(features, sample.target, sample.seen, weights, rows)
+            geometric = superpoint_loss(features, sample.target, sample.seen, sample.superpoints, weights, rows) \
+                if c.superpoint_loss else pixel * 0.0
+            return pixel, geometric
+        labels = sample.teacher_class
+        if c.labels == "ground_truth":
+            if sample.labels is None:
+                raise ValueError("ggsd.labels = ground_truth needs scenes with ground-truth labels")
+            labels = torch.where(sample.labels.long() < len(self.text), sample.labels.long(), -1)
+        weights = class_balance_weights(labels, labels >= 0, c.class_balance) if c.class_balance > 0 else None
+        pixel = vocabulary_loss(features, self.text, labels, c.vocabulary_temperature, weights, rows)
+        geometric = superpoint_vocabulary_loss(features, self.text, labels, sample.superpoints,
+                                               c.vocabulary_temperature, weights, rows) \
+            if c.superpoint_loss else pixel * 0.0
+        return pixel, geometric
 
     def train_step(self) -> StepLosses:
         c = self.config
@@ -216,55 +295,53 @@ class GGSDTrainer:
             self.ema = copy.deepcopy(self.model).eval()
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        parts = np.zeros(4)
-        agree = labelled = correct = known_points = 0
-        for _ in range(c.scenes_per_step):
-            scene = self.scenes[int(self.rng.integers(len(self.scenes)))]
-            sample = make_sample(scene, c, self.rng)
-            features, rows = self._forward(self.ddp if self.ddp is not None else self.model, sample)
-            weights = class_balance_weights(sample.teacher_class, sample.seen, c.class_balance) \
-                if c.class_balance > 0 else None
-            pixel = pixel_point_loss(features, sample.target, sample.seen, weights, rows)
-            geometric = superpoint_loss(features, sample.target, sample.seen, sample.superpoints, weights, rows) \
-                if c.superpoint_loss else pixel * 0.0
-            loss = pixel + geometric
-            distill = pixel * 0.0
-            known = sample.labels < len(self.text) if sample.labels is not None else None
-            if self.stage == "self_distill":
-                with torch.no_grad():
-                    ema_features, ema_rows = self._forward(self.ema, sample)
-                    logits = ema_features @ self.text.T
-                    pseudo = (masked_pseudo_labels(logits, scene.present, 1.0)[0] if c.scene_label_masking
-                              else logits.argmax(1))[ema_rows]
-                    if c.superpoint_voting:
-                        pseudo = superpoint_vote(pseudo, sample.superpoints, len(self.text))
-                distill = self_distillation_loss(features, self.text, pseudo, c.temperature, rows)
-                if known is not None:
-                    agree += int((pseudo[known] == sample.labels[known]).sum())
-                    labelled += int(known.sum())
-                loss = distill + c.distill_weight * loss
+        picks = [int(self.rng.integers(len(self.scenes))) for _ in range(c.scenes_per_step)]
+        sample = collate([make_sample(self.scenes[i], c, self.rng, self.model.config.inputs) for i in picks])
+        features, rows = self._forward(self.ddp if self.ddp is not None else self.model, sample)
+        pixel, geometric = self._stage1_loss(features, rows, sample)
+        loss = pixel + geometric
+        distill = pixel * 0.0
+        known = sample.labels < len(self.text) if sample.labels is not None else None
+        agree = labelled = 0
+        if self.stage == "self_distill":
+            with torch.no_grad():
+                ema_features, ema_rows = self._forward(self.ema, sample)
+                logits = (ema_features @ self.text.T)[ema_rows]
+                if c.scene_label_masking:
+                    present = torch.stack([self.scenes[i].present for i in picks])
+                    pseudo = masked_pseudo_labels(logits, present[sample.batch] if sample.batch is not None
+                                                  else present[0], 1.0)[0]
+                else:
+                    pseudo = logits.argmax(1)
+                if c.superpoint_voting:
+                    pseudo = superpoint_vote(pseudo, sample.superpoints, len(self.text))
+            distill = self_distillation_loss(features, self.text, pseudo, c.temperature, rows)
             if known is not None:
-                with torch.no_grad():
-                    own = (features @ self.text.T).argmax(1)[rows]
-                    correct += int((own[known] == sample.labels[known]).sum())
-                    known_points += int(known.sum())
-            (loss / c.scenes_per_step).backward()
-            parts += [t.item() for t in (loss, pixel, geometric, distill)]
+                agree, labelled = int((pseudo[known] == sample.labels[known]).sum()), int(known.sum())
+            loss = distill + c.distill_weight * loss
+        correct = known_points = 0
+        if known is not None:
+            with torch.no_grad():
+                own = (features @ self.text.T).argmax(1)[rows]
+                correct, known_points = int((own[known] == sample.labels[known]).sum()), int(known.sum())
+        loss.backward()
+        parts = [t.item() for t in (loss, pixel, geometric, distill)]
         self.optimizer.step()
+        self.step += 1
         self.scheduler.step()
         if self.ema is not None:
             ema_update(self.ema, self.model, c.ema_momentum)
-        self.step += 1
-        parts /= c.scenes_per_step
         return StepLosses(*parts, pseudo_accuracy=agree / labelled if labelled else float("nan"),
                           student_accuracy=correct / known_points if known_points else float("nan"))
 
-    def validate(self) -> dict[str, float]:
-        """The student's mIoU / mAcc (overall, head / common / tail) on the first `val_scenes` val scenes."""
+    def validate(self, scenes: list[str] | None = None) -> dict[str, float]:
+        """The student's mIoU / mAcc (overall, head / common / tail) and the number of classes it labels right
+        somewhere out of those present, on `scenes` (default: the first `val_scenes` val scenes)."""
         from ov3d_ros.evaluation.segmentation import evaluate_features, student_source
 
-        scenes = self.dataset.scenes(self.config.val_split)
-        scenes = scenes[:self.config.val_scenes] if self.config.val_scenes else scenes
+        if scenes is None:
+            scenes = self.dataset.scenes(self.config.val_split)
+            scenes = scenes[:self.config.val_scenes] if self.config.val_scenes else scenes
         if not scenes:
             raise ValueError(f"split {self.config.val_split!r} has no scene to validate on")
         was_training = self.model.training
@@ -275,10 +352,11 @@ class GGSDTrainer:
         finally:
             self.model.train(was_training)
         return {"miou": scores.miou, "macc": scores.macc,
-                **{group: scores.group_miou.get(group, float("nan")) for group in ("head", "common", "tail")}}
+                **{group: scores.group_miou.get(group, float("nan")) for group in ("head", "common", "tail")},
+                "classes_right": int((scores.iou[scores.present] > 0).sum()), "classes_present": int(scores.present.sum())}
 
     def state(self) -> dict[str, Any]:
-        return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        return {"step": self.step, "elapsed_s": self.elapsed_s, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "text_offset": None if self.offset is None else torch.from_numpy(self.offset).float(),
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 "train_config": dataclasses.asdict(self.config), "classes": list(self.dataset.classes)}
@@ -294,33 +372,43 @@ class GGSDTrainer:
         self.optimizer.load_state_dict(content["optimizer"])
         self.scheduler.load_state_dict(content["scheduler"])
         self.step = int(content["step"])
+        self.elapsed_s = float(content.get("elapsed_s", 0.0))
         if content.get("ema") is not None:
             self.ema = copy.deepcopy(self.model).eval()
             self.ema.load_state_dict(content["ema"])
 
-    def run(self) -> Path:
-        """Train to `total_steps` (from a resumed step if any); returns the final checkpoint's path."""
+    def run(self, validate_at: tuple[float, ...] = ()) -> Path:
+        """Train to `total_steps` or the time budget (from a resumed step if any); returns the final checkpoint's
+        path. Besides every `val_every` steps, the student is validated when training passes each fraction of
+        `validate_at` (a curve over a time budget)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         lead = self.rank == 0
         writer = tensorboard(self.out_dir) if lead else None
         log = CsvLog(self.out_dir / "log.csv") if lead else None
-        val_log = CsvLog(self.out_dir / "val.csv") if lead and self.config.val_every else None
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="ggsd", unit="step",
+        val_log = CsvLog(self.out_dir / "val.csv") if lead and (self.config.val_every or validate_at) else None
+        pending = sorted(validate_at)
+        bar = tqdm(total=None if self.config.time_budget_s > 0 else self.total_steps, initial=self.step,
+                   desc="ggsd", unit="step",
                    disable=not (self.progress and lead))
         started = time.perf_counter()
-        while self.step < self.total_steps:
+        while not self.finished:
+            step_started = time.perf_counter()
             losses = self.train_step()
+            self.elapsed_s += time.perf_counter() - step_started
             bar.update(1)
-            if lead and (self.step % self.config.log_every == 0 or self.step == self.total_steps):
+            if lead and (self.step % self.config.log_every == 0 or self.finished):
                 row = {"step": self.step, "stage": self.stage, "lr": self.scheduler.get_last_lr()[0],
                        "seconds": time.perf_counter() - started, **dataclasses.asdict(losses)}
                 log.write(row)
                 for key, value in dataclasses.asdict(losses).items():
                     writer.add_scalar(f"loss/{key}", value, self.step)
                 bar.set_postfix(loss=f"{losses.total:.3f}", stage=self.stage)
-            if val_log is not None and (self.step % self.config.val_every == 0 or self.step == self.total_steps):
+            passed = [f for f in pending if self.done_fraction >= f]
+            pending = [f for f in pending if f not in passed]
+            if val_log is not None and ((self.config.val_every and self.step % self.config.val_every == 0)
+                                        or self.finished or passed):
                 scores = self.validate()
-                val_log.write({"step": self.step, "stage": self.stage, **scores})
+                val_log.write({"step": self.step, "stage": self.stage, "seconds": round(self.elapsed_s, 1), **scores})
                 for key, value in scores.items():
                     writer.add_scalar(f"val/{key}", value, self.step)
                 bar.write(f"step {self.step}: val mIoU {scores['miou']:.1f}, mAcc {scores['macc']:.1f}")

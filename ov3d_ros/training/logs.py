@@ -26,3 +26,11 @@ class CsvLog:
                 writer.writeheader()
                 self.header_written = True
             writer.writerow(row)
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CsvLog file (empty when it does not exist)."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))

@@ -16,6 +16,7 @@ from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.openscene import read_fused
 from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.mapping.superpoints import SuperpointCache
+from ov3d_ros.models.inputs import floor_height, point_inputs
 
 
 @dataclass
@@ -26,12 +27,13 @@ class TrainingScene:
     name: str
     xyz: np.ndarray              # (N, 3) float32
     rgb: np.ndarray              # (N, 3) float32 in [0, 1]
-    target: torch.Tensor         # (N, D) float16 unit rows (zeros where unseen)
+    target: torch.Tensor | None  # (N, D) float16 unit rows (zeros where unseen); None when no loss needs them
     seen: torch.Tensor           # (N,) bool
     teacher_class: torch.Tensor  # (N,) int64 nearest class text embedding of the target (-1 where unseen)
     superpoints: np.ndarray      # (N,) int64
-    labels: np.ndarray | None    # (N,) ground truth, for evaluation only
+    labels: np.ndarray | None    # (N,) ground truth (monitoring, and the fully supervised upper bound)
     present: torch.Tensor | None = None  # (C,) bool scene-level labels, when known
+    floor_z: float = 0.0         # the scene's floor (`floor_height`), for the height input
 
 
 def training_space(vocabulary: Vocabulary, centred: bool) -> tuple[Vocabulary, np.ndarray | None]:
@@ -54,22 +56,26 @@ TargetMap = Callable[[torch.Tensor], torch.Tensor]  # (M, D) unit rows -> (M, D)
 
 def load_training_scene(dataset: Dataset, scene: str, fused: str, superpoints: SuperpointCache,
                         text: torch.Tensor, offset: np.ndarray | None = None, target_map: TargetMap | None = None,
-                        present: np.ndarray | None = None) -> TrainingScene:
+                        present: np.ndarray | None = None, keep_targets: bool = True) -> TrainingScene:
     """A scene with its fused features as unit rows of the training space (`space_rows`), once, so no step redoes
     it; `text` (C, D) are the class embeddings of that space. `target_map` replaces the rows by its output (the
-    3DSS-VLG adapter's embeddings); `present` (C,) are the scene-level labels, when known."""
+    3DSS-VLG adapter's embeddings); `present` (C,) are the scene-level labels, when known. Without `keep_targets`
+    only the teacher's classes are kept (the vocabulary loss needs no (N, D) rows)."""
     cloud = dataset.scene_cloud(scene)
     features = read_fused(dataset.fused_path(fused, scene))
     unit = space_rows(features.feat, offset)
     if target_map is not None:
         unit = target_map(unit)
-    dense = torch.zeros((cloud.num_points, features.dim), dtype=torch.float16)
-    dense[features.mask_full] = unit.half()
+    dense = None
+    if keep_targets:
+        dense = torch.zeros((cloud.num_points, features.dim), dtype=torch.float16)
+        dense[features.mask_full] = unit.half()
     classes = torch.full((cloud.num_points,), -1, dtype=torch.int64)
     classes[features.mask_full] = (unit @ text.T).argmax(dim=1)
     return TrainingScene(scene, cloud.coords, cloud.colors.astype(np.float32) / 255.0, dense, features.mask_full,
                          classes, superpoints.get(scene, cloud.coords, cloud.colors), cloud.labels,
-                         None if present is None else torch.from_numpy(np.asarray(present, dtype=bool)))
+                         None if present is None else torch.from_numpy(np.asarray(present, dtype=bool)),
+                         floor_height(cloud.coords[:, 2]))
 
 
 @dataclass
@@ -77,16 +83,35 @@ class Sample:
     """A crop of a scene ready for the student: augmented points and the per-point training signals."""
 
     xyz: torch.Tensor
-    rgb: torch.Tensor
-    target: torch.Tensor         # (M, D) float32 unit rows
+    inputs: torch.Tensor | None  # (M, channels - 1) the student's per-point inputs (`point_inputs`)
+    target: torch.Tensor | None  # (M, D) float32 unit rows (None when the scene keeps no targets)
     seen: torch.Tensor
     teacher_class: torch.Tensor  # (M,) as in TrainingScene
-    superpoints: torch.Tensor    # (M,) consecutive ids within the crop
-    labels: torch.Tensor | None  # (M,) ground truth, for monitoring only
+    superpoints: torch.Tensor    # (M,) consecutive ids within the crop (within the batch when collated)
+    labels: torch.Tensor | None  # (M,) ground truth (monitoring, and the fully supervised upper bound)
+    batch: torch.Tensor | None = None    # (M,) which crop of a collated batch each point is from
 
 
-def make_sample(scene: TrainingScene, config: GGSDConfig, rng: np.random.Generator) -> Sample:
-    """A random crop (square of side `crop_m` around a random point) with rotation / scale / elastic jitter."""
+def collate(samples: list[Sample]) -> Sample:
+    """Several crops as one batch for one forward pass: points concatenated, `batch` telling them apart,
+    superpoint ids made distinct across crops."""
+    if len(samples) == 1:
+        return samples[0]
+    offsets = np.cumsum([0] + [int(s.superpoints.max()) + 1 if len(s.superpoints) else 0 for s in samples[:-1]])
+    labels = None if any(s.labels is None for s in samples) else torch.cat([s.labels for s in samples])
+    inputs = None if samples[0].inputs is None else torch.cat([s.inputs for s in samples])
+    target = None if samples[0].target is None else torch.cat([s.target for s in samples])
+    return Sample(torch.cat([s.xyz for s in samples]), inputs, target,
+                  torch.cat([s.seen for s in samples]), torch.cat([s.teacher_class for s in samples]),
+                  torch.cat([s.superpoints + int(o) for s, o in zip(samples, offsets)]), labels,
+                  torch.cat([torch.full((len(s.xyz),), i, dtype=torch.int64) for i, s in enumerate(samples)]))
+
+
+def make_sample(scene: TrainingScene, config: GGSDConfig, rng: np.random.Generator,
+                inputs: tuple[str, ...] = ()) -> Sample:
+    """A random crop (square of side `crop_m` around a random point, or the whole scene) with rotation / mirror /
+    scale / elastic jitter, and the student's `inputs` built from the scene before the crop is moved (height is above the
+    scene's floor); colour is withheld from a share `colour_dropout` of the samples."""
     keep = np.arange(len(scene.xyz))
     if config.crop_m > 0:
         centre = scene.xyz[rng.integers(len(scene.xyz)), :2]
@@ -98,14 +123,20 @@ def make_sample(scene: TrainingScene, config: GGSDConfig, rng: np.random.Generat
         angle = rng.uniform(0.0, 2.0 * math.pi)
         c, s = math.cos(angle), math.sin(angle)
         xyz = xyz @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]).T
+    if config.flip and rng.random() < 0.5:
+        xyz[:, 0] = -xyz[:, 0]
     xyz *= rng.uniform(1.0 - config.scale_range, 1.0 + config.scale_range)
     if config.elastic:
         xyz = elastic_distortion(xyz, rng, granularity=0.2, magnitude=0.4)
         xyz = elastic_distortion(xyz, rng, granularity=0.8, magnitude=1.6)
     index = torch.from_numpy(keep)
     labels = None if scene.labels is None else torch.from_numpy(scene.labels[keep])
-    return Sample(torch.from_numpy(xyz.astype(np.float32)), torch.from_numpy(scene.rgb[keep]),
-                  scene.target[index].float(), scene.seen[index], scene.teacher_class[index],
+    dropped = "colour" in inputs and config.colour_dropout > 0 and rng.random() < config.colour_dropout
+    colour = None if dropped else scene.rgb[keep]
+    return Sample(torch.from_numpy(xyz.astype(np.float32)),
+                  point_inputs(inputs, scene.xyz[keep], colour, scene.floor_z),
+                  None if scene.target is None else scene.target[index].float(), scene.seen[index],
+                  scene.teacher_class[index],
                   torch.from_numpy(consecutive_ids(scene.superpoints[keep])), labels)
 
 

@@ -37,6 +37,7 @@ from ov3d_ros.language.encoders import build_text_encoder
 from ov3d_ros.language.vocabulary import Vocabulary, configured_vocabulary, parse_label_entries
 from ov3d_ros.mapping.label_colours import label_colours
 from ov3d_ros.mapping.semantic_map import SemanticMap, SemanticMapSettings
+from ov3d_ros.mapping.sensor_points import LIDAR_GREY
 from ov3d_ros.messages import MessageError, array_to_pointcloud2, pack_rgb, pointcloud2_to_array, unpack_rgb
 from ov3d_ros.messages.object_map import ObjectMapContent, object_map_to_msg
 from ov3d_ros.messages.pointcloud import xyz_from_array
@@ -233,11 +234,12 @@ class SegmentationNode(Node):
         with self.times.measure("decode_map"):
             cloud = pointcloud2_to_array(msg)
             xyz, kept = xyz_from_array(cloud)
-            names = cloud.dtype.names or ()
-            rgb = unpack_rgb(cloud.reshape(-1)["rgb"][kept]) if "rgb" in names else \
-                np.full((len(xyz), 3), 128, np.uint8)
+            names, points = cloud.dtype.names or (), cloud.reshape(-1)
+            rgb = unpack_rgb(points["rgb"][kept]) if "rgb" in names else np.full((len(xyz), 3), LIDAR_GREY, np.uint8)
+            colour_known = points["colour_count"][kept] > 0 if "colour_count" in names else \
+                np.full(len(xyz), "rgb" in names)
         with self.times.measure("update"):
-            change = self.semantic.update(xyz, rgb)
+            change = self.semantic.update(xyz, rgb, colour_known)
         self._stamp_ns = stamp_to_ns(msg.header.stamp)
         self._objects_due = self._objects_due or change.changed > 0
 

@@ -69,7 +69,8 @@ class FusionNodeConfig(NodeConfig):
     voxel_size_m: float = param(0.02, "Edge of a map voxel (2 cm indoor, 5 cm for LiDAR-only outdoor maps).", 0.005, 1.0)
     max_voxels: int = param(2_000_000, "Voxel budget; beyond it the least recently seen voxels are evicted.",
                             1000, 100_000_000)
-    map_topic: str = param("/ov3d/map", "Topic of the fused map (PointCloud2: x, y, z, rgb, count, observations).")
+    map_topic: str = param("/ov3d/map", "Topic of the fused map (PointCloud2: x, y, z, rgb, count, observations, "
+                                        "colour_count).")
     map_publish_rate_hz: float = param(1.0, "How often the fused map is published.", 0.01, 30.0)
     tf_cache_s: float = param(30.0, "How much transform history the TF buffer keeps.", 1.0, 3600.0)
     tf_tolerance_s: float = param(0.05, "How far past the newest transform a lookup may extrapolate.", 0.0, 1.0)
@@ -297,7 +298,7 @@ class GGSDConfig:
     learning_rate: float = param(0.002, "Adam learning rate; cosine decay to 1 % in each stage, stage 2 from a "
                                         "tenth of it.", 1e-7, 1.0)
     scenes_per_step: int = param(1, "Scenes (crops) per optimiser step on each process, batched in one forward pass.", 1, 64)
-    crop_m: float = param(3.0, "Side of the random square crop of a scene, metres (0 = whole scene).", 0.0, 1000.0)
+    crop_m: float = param(0.0, "Side of the random square crop of a scene, metres (0 = whole scene).", 0.0, 1000.0)
     rotate: bool = param(True, "Augment: random rotation about z.")
     flip: bool = param(True, "Augment: mirror x in half of the crops.")
     scale_range: float = param(0.1, "Augment: random scale in [1 - r, 1 + r].", 0.0, 0.9)

@@ -123,7 +123,7 @@ def test_tiny_ggsd_run_learns_resumes_and_checkpoints(tiny_dataset, tmp_path):
     dataset, vocabulary = tiny_dataset
     config = GGSDConfig(distill_steps=40, self_distill_steps=20, crop_m=2.5, log_every=5, checkpoint_every=30,
                         learning_rate=0.01, threads=1, seed=3, val_split="train", val_every=20, val_scenes=1,
-                        center_text_space=False, class_balance=0.0, loss="cosine")
+                        center_text_space=False, class_balance=0.0, loss="cosine", flip=False)
     student = StudentSection(preset="tiny", voxel_size_m=0.05, inputs=[])
     trainer = GGSDTrainer(dataset, vocabulary, config, student, tmp_path, progress=False)
     final = trainer.run()

@@ -259,12 +259,12 @@ def test_student_gives_unit_norm_deterministic_features() -> None:
 
 def test_student_takes_colour_when_configured() -> None:
     torch.manual_seed(0)
-    model = Student(student_config("tiny", in_channels=4)).eval()
+    model = Student(student_config("tiny", inputs=("colour",))).eval()
     points = room_points(500)
-    colours = torch.rand(len(points), 3)
+    colours = torch.rand(len(points), 4)
     with torch.no_grad():
         assert model(points, colours).shape == (len(points), 16)
-    with pytest.raises(ValueError, match="3 per-point input features"):
+    with pytest.raises(ValueError, match="4 per-point input features"):
         model(points)
     with pytest.raises(ValueError, match="unknown student preset"):
         student_config("huge")

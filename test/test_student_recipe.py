@@ -110,7 +110,7 @@ def test_recipe_bench_trains_every_row_for_the_budget_and_writes_the_table(tiny_
     config = tmp_path / "pipeline.yaml"
     config.write_text("student: {preset: tiny, voxel_size_m: 0.08}\n"
                       "ggsd: {val_split: train, threads: 1, log_every: 2}\n")
-    rows = ["config", "ground truth (upper bound)"]
+    rows = ["ground truth (upper bound)", "config"]                 # the bench's order
     assert main(["bench", "student-recipes", "--data", str(dataset.root), "--out", str(tmp_path / "r"), "--config",
                  str(config), "--minutes", "0.05", "--rows", *rows, "--train-scenes", "1", "--quiet"]) == 0
     table = json.loads((tmp_path / "r" / "recipes.json").read_text())

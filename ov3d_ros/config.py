@@ -297,7 +297,8 @@ class GGSDConfig:
     temperature: float = param(0.01, "Softmax temperature of the self-distillation loss.", 1e-4, 10.0)
     learning_rate: float = param(0.002, "Adam learning rate; cosine decay to 1 % in each stage, stage 2 from a "
                                         "tenth of it.", 1e-7, 1.0)
-    scenes_per_step: int = param(1, "Scenes (crops) per optimiser step on each process, batched in one forward pass.", 1, 64)
+    scenes_per_step: int = param(1, "Scenes (crops) per optimiser step on each process, batched in one forward "
+                                    "pass.", 1, 64)
     crop_m: float = param(0.0, "Side of the random square crop of a scene, metres (0 = whole scene).", 0.0, 1000.0)
     rotate: bool = param(True, "Augment: random rotation about z.")
     flip: bool = param(True, "Augment: mirror x in half of the crops.")

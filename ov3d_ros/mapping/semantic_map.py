@@ -205,10 +205,10 @@ class SemanticMap:
                 del self._pending[block]
             occupied = chosen & (sizes > 0)
             work = self._tile_inputs(blocks[occupied]) if occupied.any() else None
+            floor_z = self._floor_z
         if work is None:
             return ComputeReport(int(chosen.sum()), 0, 0.0, time.perf_counter() - started)
         target_keys, context_xyz, colour, colour_known, inside = work
-        floor_z = self._floor_z
         network_started = time.perf_counter()
         points = project_to_surfaces(context_xyz, self.settings.surface_neighbours, self.settings.surface_iterations,
                                      workers=torch.get_num_threads())

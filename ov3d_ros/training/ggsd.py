@@ -126,9 +126,7 @@ def superpoint_vocabulary_loss(features: torch.Tensor, text: torch.Tensor, label
         return features.sum() * 0.0
     count = int(superpoints.max()) + 1
     means = F.normalize(_superpoint_sums(features, superpoints, _rows(point_to_voxel, len(labels)), count), dim=1)
-    votes = torch.zeros(count * len(text), dtype=torch.float32).index_add_(
-        0, superpoints[known] * len(text) + labels[known], torch.ones(int(known.sum())))
-    majority = votes.view(count, len(text)).argmax(dim=1)
+    majority = superpoint_majority(labels[known], superpoints[known], len(text), count)
     point_weights = known.float() if weights is None else weights.float() * known
     w = torch.zeros(count).index_add_(0, superpoints, point_weights)
     size = torch.zeros(count).index_add_(0, superpoints, known.float())
@@ -149,12 +147,19 @@ def class_balance_weights(classes: torch.Tensor, seen: torch.Tensor, power: floa
     return weights
 
 
-def superpoint_vote(labels: torch.Tensor, superpoints: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Every point takes the most frequent label of its superpoint (ties: the lowest class index)."""
-    count = int(superpoints.max()) + 1
+def superpoint_majority(labels: torch.Tensor, superpoints: torch.Tensor, num_classes: int,
+                        count: int | None = None) -> torch.Tensor:
+    """(count,) the most frequent of the `labels` (N,) in each superpoint id 0..count-1 (ties: the lowest class
+    index; a superpoint without points: class 0). `count` defaults to the largest id + 1."""
+    count = int(superpoints.max()) + 1 if count is None else count
     votes = torch.zeros(count * num_classes, dtype=torch.int64)
     votes.index_add_(0, superpoints * num_classes + labels, torch.ones_like(labels))
-    return votes.view(count, num_classes).argmax(dim=1)[superpoints]
+    return votes.view(count, num_classes).argmax(dim=1)
+
+
+def superpoint_vote(labels: torch.Tensor, superpoints: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Every point takes the most frequent label of its superpoint (ties: the lowest class index)."""
+    return superpoint_majority(labels, superpoints, num_classes)[superpoints]
 
 
 def masked_pseudo_labels(logits: torch.Tensor, present: torch.Tensor,
@@ -245,12 +250,17 @@ class GGSDTrainer:
     def finished(self) -> bool:
         return self.done_fraction >= 1.0
 
+    @property
+    def _stage1_fraction(self) -> float:
+        """The share of training (steps or time) that stage 1 takes."""
+        return self.config.distill_steps / max(self.total_steps, 1)
+
     def _lr_factor(self, _: int) -> float:
         """Cosine decay to 1 % within each stage; stage 2 starts from STAGE2_LR_SCALE of the base rate.
 
         The schedule of stage 1 does not depend on stage 2, so a stage-1 checkpoint is exactly the state a full
         run has when it enters stage 2 (the ablation resumes from it)."""
-        first = self.config.distill_steps / max(self.total_steps, 1)
+        first = self._stage1_fraction
         if self.done_fraction < first:
             start, progress = 1.0, self.done_fraction / first
         else:
@@ -259,7 +269,7 @@ class GGSDTrainer:
 
     @property
     def stage(self) -> str:
-        first = self.config.distill_steps / max(self.total_steps, 1)
+        first = self._stage1_fraction
         return "distill" if first >= 1.0 or self.done_fraction < first else "self_distill"
 
     def _forward(self, net: torch.nn.Module, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:

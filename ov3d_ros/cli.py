@@ -97,13 +97,16 @@ def _data_split_args(parser: argparse.ArgumentParser, data_help: str) -> None:
 
 def _training_args(parser: argparse.ArgumentParser, data_help: str, out_help: str,
                    data_required: bool = False) -> None:
-    """--data, --out and the two step budgets, shared by the training and ablation verbs."""
+    """--data, --out, the step budgets and the time budget, shared by the training and ablation verbs."""
     parser.add_argument("--data", required=data_required, default=None, help=data_help)
     parser.add_argument("--out", required=True, help=out_help)
     parser.add_argument("--distill-steps", type=int, default=None, help="override ggsd.distill_steps")
     parser.add_argument("--self-distill-steps", type=int, default=None, help="override ggsd.self_distill_steps")
     parser.add_argument("--train-split", default=None,
                         help="override ggsd.train_split (several splits joined by '+', e.g. train+extra)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="override ggsd.time_budget_s: train for this many minutes (the learning-rate schedule "
+                             "and the stage split run on elapsed time; the step counts only set the stage shares)")
 
 
 def _training_bench(benches: argparse._SubParsersAction, name: str, handler: str, text: str, description: str,

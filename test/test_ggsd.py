@@ -138,6 +138,8 @@ def test_tiny_ggsd_run_learns_resumes_and_checkpoints(tiny_dataset, tmp_path):
 
     content = load_checkpoint(final)
     assert content["step"] == 60 and content["text_space"] == "random-16d" and content["ema"] is not None
+    stage1 = load_checkpoint(tmp_path / "stage1.pt")                  # the student as stage 1 left it
+    assert stage1["step"] == 40 and stage1["ema"] is None
     model, space = load_student(final)
 
     def features(scene, cloud):

@@ -12,7 +12,7 @@ import torch
 from ov3d_ros.config import ConfigError, GGSDConfig, StudentSection
 from ov3d_ros.models.inputs import floor_height, input_channels, point_inputs
 from ov3d_ros.models.student import Student, student_config
-from ov3d_ros.training.checkpoint import load_student, save_checkpoint
+from ov3d_ros.training.checkpoint import load_checkpoint, load_student, save_checkpoint
 from ov3d_ros.training.ggsd import GGSDTrainer, superpoint_vocabulary_loss, vocabulary_loss
 
 
@@ -120,3 +120,22 @@ def test_recipe_bench_trains_every_row_for_the_budget_and_writes_the_table(tiny_
         assert 0.0 <= row["val"]["miou"] <= 100.0 and row["curve"]
     assert (tmp_path / "r" / "recipes.png").stat().st_size > 0
     assert main(["bench", "student-recipes", "--data", str(dataset.root), "--rows", "nonsense"]) != 0
+
+
+def test_train_ggsd_minutes_trains_for_that_time_and_resumes_finished(tiny_dataset, tmp_path, monkeypatch):
+    from ov3d_ros.cli import main
+
+    dataset, vocabulary = tiny_dataset
+    monkeypatch.setattr("ov3d_ros.evaluation.segmentation.dataset_vocabulary", lambda *_: vocabulary)
+    config = tmp_path / "pipeline.yaml"
+    config.write_text("student: {preset: tiny, voxel_size_m: 0.08}\n"
+                      "ggsd: {val_split: train, val_every: 0, threads: 1, distill_steps: 100000}\n")
+    out = tmp_path / "run"
+    command = ["train", "ggsd", "--data", str(dataset.root), "--out", str(out), "--config", str(config),
+               "--minutes", "0.04"]
+    assert main(command) == 0
+    final = load_checkpoint(out / "final.pt")
+    assert 2.4 <= final["elapsed_s"] < 10.0 and 1 <= final["step"] < 100000
+    assert final["train_config"]["time_budget_s"] == pytest.approx(2.4)
+    assert main(command) == 0                                       # resumed: the budget is spent, nothing to do
+    assert load_checkpoint(out / "final.pt")["step"] == final["step"]

@@ -179,7 +179,8 @@ def _budget(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     config = load_pipeline_config(args.config)
     ggsd = dataclasses.replace(config.ggsd, distill_steps=args.distill_steps or config.ggsd.distill_steps,
                                self_distill_steps=args.self_distill_steps or config.ggsd.self_distill_steps,
-                               train_split=args.train_split or config.ggsd.train_split)
+                               train_split=args.train_split or config.ggsd.train_split,
+                               time_budget_s=config.ggsd.time_budget_s if args.minutes is None else args.minutes * 60.0)
     config = dataclasses.replace(config, ggsd=ggsd)
     dataset = Dataset(Path(args.data))
     return config, dataset, dataset_vocabulary(dataset, config.language)

@@ -20,7 +20,9 @@ def run_train_ggsd(args: argparse.Namespace) -> int:
     config = load_pipeline_config(args.config)
     ggsd = config.ggsd
     overrides = {k: v for k, v in {"distill_steps": args.distill_steps, "self_distill_steps": args.self_distill_steps,
-                                   "train_split": args.train_split}.items() if v is not None}
+                                   "train_split": args.train_split,
+                                   "time_budget_s": None if args.minutes is None else args.minutes * 60.0}.items()
+                 if v is not None}
     if args.plain_distillation:
         overrides.update(superpoint_loss=False, self_distillation=False, superpoint_voting=False)
     ggsd = dataclasses.replace(ggsd, **overrides)

@@ -402,6 +402,8 @@ class GGSDTrainer:
                    disable=not (self.progress and lead))
         started = time.perf_counter()
         while not self.finished:
+            if lead and self.stage == "self_distill" and self.ema is None:
+                self.save("stage1.pt")          # the student as stage 1 left it (compare with final.pt)
             step_started = time.perf_counter()
             losses = self.train_step()
             self.elapsed_s += time.perf_counter() - step_started

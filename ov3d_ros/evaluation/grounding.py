@@ -7,7 +7,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ov3d_ros.data.openscene import SceneCloud
+from ov3d_ros.data.openscene import IGNORE_LABEL, SceneCloud
 from ov3d_ros.geometry.boxes import OrientedBox, box_iou, iou_matrix
 from ov3d_ros.mapping.instances import fit_box
 
@@ -22,6 +22,19 @@ def instance_boxes(cloud: SceneCloud, min_points: int = MIN_INSTANCE_POINTS) -> 
     ids, counts = np.unique(cloud.instance_labels, return_counts=True)
     return {int(i): fit_box(cloud.coords[cloud.instance_labels == i].astype(np.float64))
             for i, n in zip(ids, counts) if i >= 0 and n >= min_points}
+
+
+def instance_classes(cloud: SceneCloud) -> dict[int, int]:
+    """Instance id -> the class index most of its points carry (instances whose points are all unlabelled are
+    left out)."""
+    if cloud.instance_labels is None or cloud.labels is None:
+        raise ValueError(f"scene {cloud.scene} has no instance and class labels")
+    classes: dict[int, int] = {}
+    for instance in np.unique(cloud.instance_labels):
+        labels = cloud.labels[(cloud.instance_labels == instance) & (cloud.labels != IGNORE_LABEL)]
+        if instance >= 0 and len(labels):
+            classes[int(instance)] = int(np.bincount(labels).argmax())
+    return classes
 
 
 def proposal_recall(truth: Sequence[OrientedBox], proposals: Sequence[OrientedBox],

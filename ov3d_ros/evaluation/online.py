@@ -91,15 +91,20 @@ def grounding_cases(dataset: Dataset, scene: str, expressions: Sequence[Referrin
 def plot_top_down(labelled: LabelledMap, path: str | os.PathLike, title: str,
                   boxes: Sequence[tuple[OrientedBox, str]] = ()) -> Path:
     """A top-down picture of a labelled map (points coloured by label, highest on top) with optional boxes and
-    their captions, and a legend of the most frequent labels."""
+    their captions, and a legend of the most frequent labels. Labels get colours CIE76-distinct from each other,
+    the most distinct going to the most frequent (wall and floor): the picture's palette, not the map topic's."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch, Polygon
 
     from ov3d_ros.files import atomic_path
-    from ov3d_ros.mapping.label_colours import label_colours
+    from ov3d_ros.mapping.label_colours import distinct_colours
 
-    colours = label_colours(labelled.labels) / 255.0
+    counts = np.bincount(labelled.label, minlength=len(labelled.labels)) if len(labelled.label) else \
+        np.zeros(len(labelled.labels), np.int64)
+    by_count = np.argsort(-counts, kind="stable")
+    colours = np.empty((len(labelled.labels), 3))
+    colours[by_count] = distinct_colours(len(labelled.labels))     # the most frequent labels: the most distinct
     order = np.argsort(labelled.xyz[:, 2]) if len(labelled.xyz) else np.zeros(0, np.int64)
     fig = Figure(figsize=(7, 6), layout="constrained")
     FigureCanvasAgg(fig)
@@ -110,9 +115,7 @@ def plot_top_down(labelled: LabelledMap, path: str | os.PathLike, title: str,
         ax.add_patch(Polygon(box.corners_xy(), closed=True, fill=False, edgecolor="black", linewidth=1.5))
         ax.annotate(caption, box.centre[:2], fontsize=8, ha="center", va="center",
                     bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
-    counts = np.bincount(labelled.label, minlength=len(labelled.labels)) if len(labelled.label) else \
-        np.zeros(len(labelled.labels), np.int64)
-    frequent = [i for i in np.argsort(-counts)[:12] if counts[i]]
+    frequent = [i for i in by_count[:12] if counts[i]]
     ax.legend(handles=[Patch(color=colours[i], label=labelled.labels[i]) for i in frequent], loc="upper left",
               bbox_to_anchor=(1.0, 1.0), fontsize=8, title="labels")
     ax.set_aspect("equal")

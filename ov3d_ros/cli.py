@@ -330,6 +330,22 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(grounding_bench)
     grounding_bench.set_defaults(run=lambda args: _bench("run_bench_grounding", args))
 
+    relations_bench = sub_parsers["bench"].add_parser(
+        "relations", help="grounding accuracy per spatial relation on generated probe maps, without and with the "
+                          "relation module",
+        description="Generate --probes small maps per spatial relation (left, right, in front of, behind, between, "
+                    "next to, on, above, under, largest, smallest, tallest, shortest, closest, farthest), each with "
+                    "a target that only that relation tells apart from the others of its class, and ground their "
+                    "sentences with the coarse stage and the distilled grounder, each without and with the "
+                    "relation module; prints the share answered right per relation.")
+    relations_bench.add_argument("--probes", type=int, default=50, help="probes per relation (default: %(default)s)")
+    relations_bench.add_argument("--seed", type=int, default=0)
+    relations_bench.add_argument("--checkpoint", default="default",
+                                 help="distilled grounder ('default' = shipped; 'coarse' = the coarse stage only)")
+    relations_bench.add_argument("--json", default=None, help="also write the numbers as JSON")
+    _config_arg(relations_bench)
+    relations_bench.set_defaults(run=lambda args: _bench("run_bench_relations", args))
+
     vlg_bench = _training_bench(
         sub_parsers["bench"], "vlg", "run_bench_vlg",
         "3DSS-VLG beside 2D fusion, its own stages, GGSD and their combination, one budget",

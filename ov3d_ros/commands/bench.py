@@ -352,6 +352,40 @@ def run_bench_grounding(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_bench_relations(args: argparse.Namespace) -> int:
+    """Accuracy per spatial relation on generated probes, each ranker without and with the relation module."""
+    import torch
+
+    from ov3d_ros.config import load_pipeline_config
+    from ov3d_ros.data.synthetic.categories import label_entries
+    from ov3d_ros.evaluation.relation_probes import run_relation_benchmark
+    from ov3d_ros.language.encoders import build_text_encoder
+    from ov3d_ros.language.vocabulary import configured_vocabulary
+
+    if args.probes < 1:
+        raise ValueError("--probes must be positive")
+    torch.set_num_threads(1)
+    config = load_pipeline_config(args.config)
+    encoder = build_text_encoder(config.language)
+    vocabulary = configured_vocabulary(label_entries(), config.language, encoder)
+    result = run_relation_benchmark(encoder.encode, vocabulary, None if args.checkpoint == "coarse" else
+                                    args.checkpoint, args.probes, args.seed)
+    methods = result["methods"]
+    print(f"spatial-relation probes: {args.probes} per relation, seed {args.seed}, text encoder {encoder.name}; "
+          "% whose first answer is the described object")
+    width = max(len(m) for m in methods) + 2
+    print(f"{'relation':<10}" + "".join(f"{m:>{width}}" for m in methods))
+    for relation in result["relations"]:
+        print(f"{relation:<10}" + "".join(f"{100 * methods[m][relation]:>{width}.0f}" for m in methods))
+    print(f"{'mean':<10}" + "".join(f"{100 * sum(methods[m].values()) / len(methods[m]):>{width}.1f}"
+                                    for m in methods))
+    for name, reason in result["skipped"].items():
+        print(f"{name} skipped: {reason}")
+    if args.json:
+        write_json(Path(args.json), result)
+    return 0
+
+
 def run_bench_service(args: argparse.Namespace) -> int:
     """/ground_object round trips through DDS with --objects objects in the map."""
     import tempfile

@@ -1,6 +1,7 @@
 """The grounding engine the /ground_object service calls: validates a query, ranks the map's objects with the
-distilled two-stage grounder (or the coarse stage when no grounder is loaded) and answers with boxes, scores and,
-when nothing matches, a reason. Query embeddings are cached; the map's objects are prepared once per update.
+distilled two-stage grounder (or the coarse stage when no grounder is loaded), reorders the target class's objects
+by the query's spatial relations (relations.py) and answers with boxes, scores and, when nothing matches, a reason.
+Query embeddings are cached; the map's objects and their pairwise geometry are prepared once per update.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from ov3d_ros.grounding.grounders import (DistilledGrounder, PreparedScene, Quer
                                           coarse_ranking, load_grounding_model, prepare_scene)
 from ov3d_ros.grounding.objects import SceneObjects
 from ov3d_ros.grounding.query import QueryParser
+from ov3d_ros.grounding.relations import (RelationGeometry, apply_relations, door_view, relation_geometry,
+                                          relation_scores)
 from ov3d_ros.grounding.words import WordVectors
 from ov3d_ros.language.vocabulary import Vocabulary
 
@@ -75,6 +78,7 @@ class EngineSettings:
     min_class_similarity: float = 0.2  # below this for every object, the query's target is not in the map
     max_query_chars: int = 1000
     query_cache: int = 1024            # queries whose embeddings are kept
+    relations: bool = True             # rescore the target class by the query's spatial relations (relations.py)
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,6 +89,7 @@ class _MapState:
     offset: np.ndarray | None
     instance_ids: np.ndarray
     queries: QueryEncoder
+    geometry: RelationGeometry
 
 
 def _same_offset(a: np.ndarray | None, b: np.ndarray | None) -> bool:
@@ -123,8 +128,9 @@ class GroundingEngine:
         ids = np.arange(len(objects)) if instance_ids is None else np.asarray(instance_ids, np.int64)
         if len(ids) != len(objects):
             raise ValueError(f"{len(ids)} instance ids for {len(objects)} objects")
-        door = self.settings.door_label
-        scene = prepare_scene(objects, labels.index(door) if door in labels else None, self.settings.neighbours)
+        door = labels.index(self.settings.door_label) if self.settings.door_label in labels else None
+        scene = prepare_scene(objects, door, self.settings.neighbours)
+        geometry = relation_geometry(objects, door_view(objects, door))
         if offset is not None:
             self.offset = offset
         current = self._state
@@ -136,7 +142,7 @@ class GroundingEngine:
         with self._lock:
             if self.grounder is not None:
                 self.grounder.prepare(scene)          # the map's encoding, before the first query needs it
-            self._state = _MapState(scene, labels, vocabulary.synonyms, self.offset, ids, queries)
+            self._state = _MapState(scene, labels, vocabulary.synonyms, self.offset, ids, queries, geometry)
 
     @property
     def object_count(self) -> int:
@@ -166,6 +172,11 @@ class GroundingEngine:
                 scores /= scores.sum()
             else:
                 scores = coarse_ranking(coarse, self.settings.class_weight)
+            if self.settings.relations and context.parsed.relations:
+                relations = relation_scores(context.parsed, scene.objects, state.geometry, coarse[:, 0])
+                scores = apply_relations(scores, relations, coarse[:, 0])
+                if self.grounder is not None:
+                    scores /= scores.sum()
         order = np.lexsort((np.arange(len(scores)), -scores))[:max(int(max_results), 1)]
         objects = scene.objects
         candidates = tuple(MapObject(int(state.instance_ids[i]), state.labels[int(objects.labels[i])],

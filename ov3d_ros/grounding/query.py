@@ -4,7 +4,8 @@ Rules over the vocabulary: class names and synonyms (longest match first, plural
 nouns; a fixed lexicon of relation cues ("on top of", "next to", "between ... and", "to the left of", "closest
 to", "largest", ...) introduces anchors; colour and size adjectives are attributes. The first class mention that
 no relation cue governs is the target. Token positions of the target, attribute and relation words are kept for
-the fine stage's masked keyword reconstruction.
+the fine stage's masked keyword reconstruction. A bare "nearest" / "farthest" before a class name ("the nearest
+chair to the door") makes that name the target; its anchor, if any, follows "to" / "from".
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ RELATION_CUES: dict[tuple[str, ...], str] = {
     ("to", "the", "left", "of"): "left", ("on", "the", "left", "of"): "left", ("left", "of"): "left",
     ("to", "the", "right", "of"): "right", ("on", "the", "right", "of"): "right", ("right", "of"): "right",
     ("closest", "to"): "closest", ("nearest", "to"): "closest", ("closest",): "closest", ("nearest",): "closest",
-    ("farthest", "from"): "farthest", ("furthest", "from"): "farthest",
+    ("farthest", "from"): "farthest", ("furthest", "from"): "farthest", ("farthest",): "farthest",
+    ("furthest",): "farthest",
     ("in", "front", "of"): "front", ("behind",): "behind",
 }
 # superlatives that compare the target with the others of its class (no anchor)
@@ -161,6 +163,13 @@ class QueryParser:
                 continue
             kind, end = RELATION_CUES[cue], i + len(cue)
             first = self._next_mention(mentions, end, tokens)
+            if len(cue) == 1 and kind in ("closest", "farthest") and first is not None:
+                # "the nearest chair (to the door)": the chair is what is nearest; the anchor follows "to" / "from"
+                linked = first.end < len(tokens) and tokens[first.end] in ("to", "from")
+                anchor = self._next_mention(mentions, first.end + 1, tokens) if linked else None
+                relations.append(Relation(kind, cue[0], i, end, (anchor,) if anchor is not None else ()))
+                i = end
+                continue
             anchors: tuple[Mention, ...] = (first,) if first is not None else ()
             if kind == "between" and first is not None:
                 rest = [m for m in mentions if m.start >= first.end and "and" in tokens[first.end:m.start]]

@@ -61,7 +61,8 @@ def test_replay_gives_a_labelled_map_and_a_grounding_answer(scene, tmp_path):
         truth = instance_boxes(dataset.scene_cloud(scene_id))
         classes = _instance_classes(dataset, scene_id)
         online_iou = report["segmentation"]["online"]["per_class_iou"]
-        objects_iou = {name: iou for name, iou in online_iou.items() if name in set(classes.values()) - {"wall", "floor"}}
+        object_classes = set(classes.values()) - {"wall", "floor"}
+        objects_iou = {name: iou for name, iou in online_iou.items() if name in object_classes}
         wanted = max(objects_iou, key=objects_iou.get)   # the room's object class the online map labels best
         response, _ = client.ground(f"the {wanted}", max_results=1)
         assert graph.alive()
@@ -103,7 +104,8 @@ def test_kill_9_and_restart_resume_the_last_snapshot(scene, tmp_path):
             assert saved.success and (tmp_path / "copy.npz").is_file()
             with np.load(tmp_path / "copy.npz") as data:            # the student's voxels of the saved map
                 centroids = (data["sum_xyz"] / data["count"][:, None]).astype(np.float32)
-            student_voxels = len(np.unique(pack_coords(voxel_coords(centroids, load_student("default")[0].config.voxel_size))))
+            student_size = load_student("default")[0].config.voxel_size
+            student_voxels = len(np.unique(pack_coords(voxel_coords(centroids, student_size))))
             missing = client.map_file("load", str(tmp_path / "nowhere.npz"))
             assert not missing.success and "nowhere.npz" in missing.message
             os.kill(graph.process.pid, signal.SIGKILL)

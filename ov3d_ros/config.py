@@ -132,7 +132,9 @@ class SegmentationNodeConfig(NodeConfig):
                                       "vocabulary. /set_vocabulary replaces it at run time.")
     block_m: float = param(1.0, "Change detection cell: a cell whose occupied voxels changed is recomputed.",
                            0.05, 100.0)
-    margin_m: float = param(1.0, "Context around recomputed cells that the network sees.", 0.0, 100.0)
+    margin_m: float = param(6.0, "The network sees the map within this distance of the box of the recomputed "
+                                 "cells (room-sized context labels as offline: the student normalises over it).",
+                            0.0, 100.0)
     tile_m: float = param(4.0, "Largest extent of the cells of one network pass (bounds its memory).", 0.05, 1000.0)
     objects_period_s: float = param(3.0, "Least seconds between two refreshes of the instances.", 0.0, 3600.0)
     threads: int = param(2, "torch CPU threads of the network.", 1, 256)
@@ -304,6 +306,9 @@ class GGSDConfig:
     flip: bool = param(True, "Augment: mirror x in half of the crops.")
     scale_range: float = param(0.1, "Augment: random scale in [1 - r, 1 + r].", 0.0, 0.9)
     elastic: bool = param(False, "Augment: elastic distortion (OpenScene's, optional).")
+    jitter_m: float = param(0.015, "Augment: Gaussian noise on every point, its deviation drawn per crop in [0, "
+                                   "jitter_m] metres, so the student knows the thick surfaces of fused depth maps "
+                                   "(0 = the clean clouds only).", 0.0, 0.5)
     seed: int = param(0, "Random seed (model init, scene order, crops, augmentation).", 0, 2**31 - 1)
     checkpoint_every: int = param(250, "Steps between checkpoints (last.pt).", 1, 10_000_000)
     log_every: int = param(10, "Steps between log lines (CSV, TensorBoard).", 1, 10_000_000)

@@ -182,7 +182,7 @@ def _ddp_worker(rank: int, root: str, embeddings: np.ndarray, out: str, port: in
     trainer = GGSDTrainer(Dataset(root), vocabulary, config, StudentSection(preset="tiny", voxel_size_m=0.05),
                           out, progress=False)
     trainer.run()
-    # parameters, not buffers: BatchNorm running statistics are local to each process, as in any DDP run
+    # the student's whole state is its parameters (its normalisation keeps no running statistics)
     torch.save({k: v.detach().clone() for k, v in trainer.model.named_parameters()}, f"{out}/rank{rank}.pt")
     torch.distributed.destroy_process_group()
 

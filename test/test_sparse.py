@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from ov3d_ros.evaluation.bench_student import (room_points, run_student_benchmark, spconv_input, spconv_twin,
                                                 spconv_weight)
 from ov3d_ros.models.student import Student, normalize_rows_, student_config
-from ov3d_ros.sparse import (DownConv3d, SparseTensor, SubmanifoldConv3d, UpConv3d, devoxelize, get_backend,
-                             kernel_maps, set_backend, torchsparse_available, use_backend, voxelize)
+from ov3d_ros.sparse import (DownConv3d, SparseInstanceNorm, SparseTensor, SubmanifoldConv3d, UpConv3d, devoxelize,
+                             get_backend, kernel_maps, set_backend, torchsparse_available, use_backend, voxelize)
 from ov3d_ros.sparse.backends import backend_for
 from ov3d_ros.sparse.tensor import pack_keys
 
@@ -123,6 +123,25 @@ def test_student_matches_its_spconv_twin(spconv) -> None:
         ours = model.forward_voxels(SparseTensor(voxels.coords, voxels.features)).features
         reference = twin.forward_voxels(spconv_input(voxels, len(model.config.channels))).features
     assert_close(ours, reference)
+
+
+def test_instance_norm_normalises_each_batch_item_by_its_own_statistics() -> None:
+    x = random_voxels(3, seed=4)
+    norm = SparseInstanceNorm(3)
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([1.0, 2.0, 0.5]))
+        norm.bias.copy_(torch.tensor([0.0, -1.0, 3.0]))
+    out = norm.eval()(x).features                                   # eval mode: the same statistics as training
+    for item in (0, 1):
+        rows = x.coords[:, 0] == item
+        f = x.features[rows]
+        expected = (f - f.mean(0)) / torch.sqrt(f.var(0, unbiased=False) + 1e-5) * norm.weight + norm.bias
+        assert_close(out[rows], expected)
+    alone = x.coords[:, 0] == 1                                      # an item's output ignores the other item
+    assert_close(norm(SparseTensor(x.coords[alone], x.features[alone])).features, out[alone])
+    batchnorm = torch.nn.BatchNorm1d(3).train()                      # one item: BatchNorm in training mode
+    batchnorm.load_state_dict(norm.state_dict(), strict=False)
+    assert_close(norm(SparseTensor(x.coords[alone], x.features[alone])).features, batchnorm(x.features[alone]))
 
 
 def test_voxelize_means_features_per_voxel_and_devoxelize_inverts_it() -> None:

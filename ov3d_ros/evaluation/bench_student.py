@@ -5,7 +5,7 @@ the room scaled so that at 2 cm about `voxels` voxels are occupied (dense surfac
 
 The spconv network is `spconv_twin`: a copy of the student whose sparse convolutions are spconv layers (SubMConv3d
 with one indice key per level, SparseConv3d, SparseInverseConv3d reusing the down conv's pairs) holding the same
-weights; batch norm, ReLU, concatenation and the 1x1 convs are the same torch code in both (spconv's own 1x1 path
+weights; normalisation, ReLU, concatenation and the 1x1 convs are the same torch code in both (spconv's own 1x1 path
 misreads its weight layout). spconv's CPU wheel computes wrong results with more than one thread, so the outputs
 are compared at 1 thread only; at more threads its times are speed-only.
 
@@ -30,7 +30,7 @@ import torch
 
 from ov3d_ros.evaluation.bench_fusion import BOXES, ROOM, box_faces, peak_rss_kb, reset_peak, sample_faces
 from ov3d_ros.models.student import Student, student_config
-from ov3d_ros.sparse.layers import DownConv3d, SubmanifoldConv3d, UpConv3d
+from ov3d_ros.sparse.layers import DownConv3d, SparseInstanceNorm, SubmanifoldConv3d, UpConv3d
 from ov3d_ros.sparse.tensor import SparseTensor, voxelize
 
 POINTS_PER_CELL = 4.0           # surface samples per voxel face: nearly every surface cell is occupied
@@ -117,7 +117,20 @@ def spconv_twin(model: Student, example: SparseTensor) -> Student:
                 layer.bias.copy_(ours.bias)
         parent, _, child = name.rpartition(".")
         setattr(twin.get_submodule(parent), child, layer)
+    for name, module in list(twin.named_modules()):
+        if isinstance(module, SparseInstanceNorm):
+            norm = _SpconvInstanceNorm(module.num_features, module.eps)
+            norm.load_state_dict(module.state_dict())
+            parent, _, child = name.rpartition(".")
+            setattr(twin.get_submodule(parent), child, norm)
     return twin
+
+
+class _SpconvInstanceNorm(SparseInstanceNorm):
+    """`SparseInstanceNorm` on a spconv SparseConvTensor (batch index in its `indices`)."""
+
+    def forward(self, x: Any) -> Any:  # type: ignore[override]
+        return x.replace_feature(self.normalise(x.features, x.indices[:, 0]))
 
 
 def patch_spconv_for_cpu() -> None:

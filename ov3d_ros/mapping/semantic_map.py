@@ -6,8 +6,10 @@ student), so features can only change where that set changed. Work is split in t
 - `update` takes the fused map as it is now and is fast: kept voxels keep their features, new voxels borrow the
   features of their nearest featured voxel, and every `block_m` block whose voxels changed is queued as stale.
 - `compute` runs the network over one tile: the stale blocks of the `tile_m` tile holding the most changed block
-  (relative to its size), seen with `margin_m` of context around them. A tile bounds the memory of one pass,
-  whatever the size of the map. Calling it until nothing is stale gives the features of one pass over the map.
+  (relative to its size), seen with the map within `margin_m` of their bounding box. The student normalises over
+  what it sees (`SparseInstanceNorm`), so the context should hold a whole room, as in training and offline; tile
+  and margin bound the memory of one pass, whatever the size of the map. Calling it until nothing is stale gives
+  the features of one pass over the map.
 The network sees the map's points moved onto their local surfaces (`ov3d_ros.mapping.surface`): depth noise
 makes a fused map's surfaces thick, and the student learnt from thin ones. Features are stored in fp16.
 
@@ -42,7 +44,7 @@ class SemanticMapSettings:
     """Incremental inference and labelling parameters."""
 
     block_m: float = 1.0           # change-detection cell
-    margin_m: float = 1.0          # context around the dirty blocks of a tile (rounded up to whole blocks)
+    margin_m: float = 6.0          # context around the dirty blocks' box (rounded up to whole blocks)
     surface_neighbours: int = 16   # the network sees the points projected onto the plane of this many neighbours
     surface_iterations: int = 2    # ... this many times (0 = the raw map)
     tile_m: float = 8.0            # largest extent of the dirty blocks of one student pass
@@ -277,18 +279,16 @@ class SemanticMap:
 
     def _tile_inputs(self, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None,
                                                         np.ndarray] | None:
-        """What the network needs for the voxels of `blocks` (B, 3): their keys; the map's points of these blocks
-        and `margin_m` around them (a copy), and for a colour student their colours and which are known; which of
-        those points are the targets. None when the blocks hold no voxel."""
+        """What the network needs for the voxels of `blocks` (B, 3): their keys; the map's points in the bounding box
+        of these blocks grown by `margin_m` (a copy), and for a colour student their colours and which are known;
+        which of those points are the targets. None when the blocks hold no voxel."""
         s = self.settings
         centres = (unpack_keys(self._keys) + 0.5) * self.voxel_size
-        packed_block = pack_coords(np.floor(centres / s.block_m).astype(np.int64))
+        block_of = np.floor(centres / s.block_m).astype(np.int64)
         reach = int(np.ceil(s.margin_m / s.block_m))
-        steps = np.arange(-reach, reach + 1)
-        offsets = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
-        around = np.unique((blocks[:, None, :] + offsets[None]).reshape(-1, 3), axis=0)
-        context = np.flatnonzero(np.isin(packed_block, pack_coords(around)))
-        inside = np.isin(packed_block[context], pack_coords(blocks))
+        low, high = blocks.min(axis=0) - reach, blocks.max(axis=0) + reach
+        context = np.flatnonzero(np.all((block_of >= low) & (block_of <= high), axis=1))
+        inside = np.isin(pack_coords(block_of[context]), pack_coords(blocks))
         if not inside.any():
             return None
         colour, known = (self._rgb[context], self._colour_known[context]) if "colour" in self.student.config.inputs \

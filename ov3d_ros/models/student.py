@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ov3d_ros.models.inputs import check_inputs, input_channels, point_inputs
-from ov3d_ros.sparse.layers import (DownConv3d, PointwiseConv3d, SparseBatchNorm, SparseReLU, SubmanifoldConv3d,
+from ov3d_ros.sparse.layers import (DownConv3d, PointwiseConv3d, SparseInstanceNorm, SparseReLU, SubmanifoldConv3d,
                                     UpConv3d)
 from ov3d_ros.sparse.tensor import SparseTensor, cat_features, devoxelize, voxelize
 
@@ -99,7 +99,7 @@ def normalize_rows_(x: torch.Tensor) -> torch.Tensor:
 
 
 def _conv_bn_relu(conv: nn.Module, width: int) -> list[nn.Module]:
-    return [conv, SparseBatchNorm(width), SparseReLU()]
+    return [conv, SparseInstanceNorm(width), SparseReLU()]
 
 
 class BasicBlock(nn.Module):
@@ -108,10 +108,10 @@ class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(*_conv_bn_relu(SubmanifoldConv3d(in_channels, out_channels), out_channels),
-                                  SubmanifoldConv3d(out_channels, out_channels), SparseBatchNorm(out_channels))
+                                  SubmanifoldConv3d(out_channels, out_channels), SparseInstanceNorm(out_channels))
         self.shortcut = (nn.Identity() if in_channels == out_channels else
                          nn.Sequential(PointwiseConv3d(in_channels, out_channels, bias=False),
-                                       SparseBatchNorm(out_channels)))
+                                       SparseInstanceNorm(out_channels)))
         self.relu = SparseReLU()
 
     def forward(self, x: SparseTensor) -> SparseTensor:

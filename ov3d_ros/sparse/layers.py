@@ -80,11 +80,38 @@ class PointwiseConv3d(_SparseConv):
                                  else torch.addmm(self.bias, x.features, weight))
 
 
-class SparseBatchNorm(nn.BatchNorm1d):
-    """BatchNorm1d over the voxel features (all voxels of the batch)."""
+class SparseInstanceNorm(nn.Module):
+    """Normalises each channel over the voxels of each batch item (one map, room or crop), then scales and shifts.
 
-    def forward(self, x: SparseTensor) -> SparseTensor:  # type: ignore[override]
-        return x.replace_feature(super().forward(x.features))
+    Training and inference normalise alike: a map is normalised by its own statistics whether it is labelled
+    online, offline, with colour or without, never by running statistics pooled over other rooms (with one item
+    per batch this is BatchNorm1d in training mode, so the two train identically; README, "Normalisation")."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_features, self.eps = num_features, eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        return x.replace_feature(self.normalise(x.features, x.coords[:, 0]))
+
+    def normalise(self, features: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """(N, C) features of voxels in batch items `batch` (N,) -> normalised per item, scaled and shifted."""
+        if len(features) == 0:
+            return features
+        if bool(batch.min() == batch.max()):
+            return F.batch_norm(features, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        batch = batch.long()
+        items = int(batch.max()) + 1
+        count = torch.bincount(batch, minlength=items).clamp_min(1).to(features.dtype).unsqueeze(1)
+        mean = features.new_zeros(items, features.shape[1]).index_add_(0, batch, features) / count
+        centred = features - mean[batch]
+        var = features.new_zeros(items, features.shape[1]).index_add_(0, batch, centred * centred) / count
+        return centred * torch.rsqrt(var[batch] + self.eps) * self.weight + self.bias
 
 
 class SparseReLU(nn.ReLU):

@@ -11,6 +11,7 @@ from ov3d_ros.files import load_torch_checkpoint, save_torch
 from ov3d_ros.models.student import Student, StudentConfig
 
 FORMAT = "ov3d-student-1"
+BATCHNORM_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def save_checkpoint(path: str | Path, student: Student, text_space: str, extra: dict[str, Any] | None = None) -> None:
@@ -58,7 +59,10 @@ def _student_from(content: dict[str, Any]) -> tuple[Student, str]:
         raise ValueError(f"this checkpoint predates named student inputs and takes {legacy_channels} channels; "
                          "retrain it")
     student = Student(StudentConfig(**config))
-    student.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in content["model"].items()})
+    # students trained with BatchNorm (one room per batch) trained exactly as with instance normalisation; their
+    # running statistics are never used
+    weights = {k: v for k, v in content["model"].items() if k.rsplit(".", 1)[-1] not in BATCHNORM_STATISTICS}
+    student.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
     return student.eval(), str(content["text_space"])
 
 

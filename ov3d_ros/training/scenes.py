@@ -109,16 +109,19 @@ def collate(samples: list[Sample]) -> Sample:
 
 def make_sample(scene: TrainingScene, config: GGSDConfig, rng: np.random.Generator,
                 inputs: tuple[str, ...] = ()) -> Sample:
-    """A random crop (square of side `crop_m` around a random point, or the whole scene) with rotation / mirror /
-    scale / elastic jitter, and the student's `inputs` built from the scene before the crop is moved (height is above the
-    scene's floor); colour is withheld from a share `colour_dropout` of the samples."""
+    """A random crop (square of side `crop_m` around a random point, or the whole scene) with point noise
+    (`jitter_m`), rotation / mirror / scale / elastic jitter, and the student's `inputs` built from the noisy points
+    before the crop is moved (height is above the scene's floor); colour is withheld from a share `colour_dropout`
+    of the samples."""
     keep = np.arange(len(scene.xyz))
     if config.crop_m > 0:
         centre = scene.xyz[rng.integers(len(scene.xyz)), :2]
         inside = (np.abs(scene.xyz[:, :2] - centre) <= config.crop_m / 2).all(axis=1)
         keep = np.flatnonzero(inside)
-    xyz = scene.xyz[keep].astype(np.float64)
-    xyz -= xyz.mean(axis=0)
+    points = scene.xyz[keep].astype(np.float64)
+    if config.jitter_m > 0:
+        points += rng.normal(0.0, rng.uniform(0.0, config.jitter_m), points.shape)
+    xyz = points - points.mean(axis=0)
     if config.rotate:
         angle = rng.uniform(0.0, 2.0 * math.pi)
         c, s = math.cos(angle), math.sin(angle)
@@ -134,7 +137,7 @@ def make_sample(scene: TrainingScene, config: GGSDConfig, rng: np.random.Generat
     dropped = "colour" in inputs and config.colour_dropout > 0 and rng.random() < config.colour_dropout
     colour = None if dropped else scene.rgb[keep]
     return Sample(torch.from_numpy(xyz.astype(np.float32)),
-                  point_inputs(inputs, scene.xyz[keep], colour, scene.floor_z),
+                  point_inputs(inputs, points, colour, scene.floor_z),
                   None if scene.target is None else scene.target[index].float(), scene.seen[index],
                   scene.teacher_class[index],
                   torch.from_numpy(consecutive_ids(scene.superpoints[keep])), labels)

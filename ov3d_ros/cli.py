@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--checkpoint", help="a trained 3D student checkpoint ('default' = the shipped one)")
     seg.add_argument("--no-colour", action="store_true",
                      help="with --checkpoint: withhold the scenes' colours, as from a LiDAR-only map")
+    seg.add_argument("--fused-map", nargs="?", const="default", metavar="PERCEPTION_YAML",
+                     help="with --checkpoint: run the student on the map the fusion node builds from each scene's "
+                          "RGB-D frames (its parameters from this perception file, default the packaged one), as "
+                          "the running graph does, not on the scene's clean cloud")
     seg.add_argument("--json", required=True, help="where to write the JSON report (plots go beside it)")
     _config_arg(seg)
     seg.set_defaults(run=_cmd_eval_seg)

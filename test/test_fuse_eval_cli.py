@@ -85,3 +85,10 @@ def test_eval_seg_errors_are_one_line(dataset_root, capsys):
                  "--config", str(root / "pipeline.yaml")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("ov3d eval seg: error:") and "\n" not in err
+
+
+def test_fused_map_needs_a_student(dataset_root, capsys):
+    root, _ = dataset_root
+    assert main(["eval", "seg", "--data", str(root), "--features", str(root / "f.pt"), "--fused-map", "--json",
+                 str(root / "x.json"), "--config", str(root / "pipeline.yaml")]) == 1
+    assert "--fused-map apply to a student" in capsys.readouterr().err

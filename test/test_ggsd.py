@@ -120,6 +120,20 @@ def test_training_scene_holds_unit_targets_of_the_centred_space_and_their_classe
     assert (loaded.teacher_class[seen] == (expected @ text.T).argmax(1)).all()
 
 
+def test_samples_carry_point_noise_up_to_jitter_and_none_without(tiny_dataset, tmp_path):
+    from ov3d_ros.training.scenes import make_sample
+
+    dataset, vocabulary = tiny_dataset
+    text = torch.from_numpy(vocabulary.label_embeddings).float()
+    scene = load_training_scene(dataset, dataset.scenes("train")[0], "simulated", SuperpointCache(tmp_path), text)
+    clean = GGSDConfig(rotate=False, flip=False, scale_range=0.0, jitter_m=0.0, colour_dropout=0.0)
+    height = make_sample(scene, clean, np.random.default_rng(0), ("height",)).inputs[:, 0].numpy()
+    assert np.allclose(height, scene.xyz[:, 2] - scene.floor_z, atol=1e-5)
+    noisy = make_sample(scene, dataclasses.replace(clean, jitter_m=0.05), np.random.default_rng(0), ("height",))
+    deviation = float(np.std(noisy.inputs[:, 0].numpy() - height))
+    assert 0.001 < deviation <= 0.05 * 1.05
+
+
 def test_tiny_ggsd_run_learns_resumes_and_checkpoints(tiny_dataset, tmp_path):
     dataset, vocabulary = tiny_dataset
     config = GGSDConfig(distill_steps=40, self_distill_steps=20, crop_m=2.5, log_every=5, checkpoint_every=30,
@@ -236,6 +250,27 @@ def test_ablation_bench_trains_and_scores_every_row(tiny_dataset, tmp_path, monk
                                                       "full GGSD (+ superpoint voting)"]
     assert (tmp_path / "a" / "ablation.png").stat().st_size > 0
     assert load_checkpoint(tmp_path / "a" / "full" / "final.pt")["step"] == 6
+
+
+def test_a_student_labels_the_map_fused_from_a_scenes_frames(tiny_dataset):
+    from scipy.spatial import cKDTree
+
+    from ov3d_ros.config import FusionNodeConfig
+    from ov3d_ros.evaluation.segmentation import fused_map, map_student_runner
+    from ov3d_ros.models.student import Student, student_config
+
+    dataset, _ = tiny_dataset
+    scene = dataset.scenes("train")[0]
+    cloud = dataset.scene_cloud(scene)
+    xyz, rgb = fused_map(dataset, scene, FusionNodeConfig())
+    assert len(xyz) > 1000 and rgb.shape == (len(xyz), 3) and rgb.dtype == np.uint8
+    assert np.percentile(cKDTree(cloud.coords).query(xyz)[0], 90) < 0.05       # on the room's surfaces
+    torch.manual_seed(0)
+    student = Student(student_config("tiny", out_dim=16, voxel_size=0.08, inputs=("colour", "height"))).eval()
+    features, valid = map_student_runner(dataset, FusionNodeConfig())(student, True)(scene, cloud)
+    assert features.shape == (cloud.num_points, 16) and valid.float().mean() > 0.5
+    assert torch.allclose(features[valid].norm(dim=1), torch.ones(int(valid.sum())), atol=1e-4)
+    assert not features[~valid].any()
 
 
 def test_the_shipped_default_student_loads_and_labels_a_room(tiny_dataset, tmp_path):

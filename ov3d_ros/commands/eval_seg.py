@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ov3d_ros.config import ConfigError, load_pipeline_config
+from ov3d_ros.config import ConfigError, load_perception_config, load_pipeline_config
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.openscene import DataError, SceneCloud, load_torch_file, read_fused
 from ov3d_ros.evaluation.reports import segmentation_report
-from ov3d_ros.evaluation.segmentation import checkpoint_source, dataset_vocabulary, evaluate_features
+from ov3d_ros.evaluation.segmentation import (checkpoint_source, dataset_vocabulary, evaluate_features,
+                                              map_student_runner)
 
 
 def point_features(path: Path, num_points: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,8 +51,8 @@ def run_eval_seg(args: argparse.Namespace) -> int:
         raise ConfigError(f"--features names one file but split {args.split!r} has {len(scenes)} scenes")
     if args.fused and not (Path(args.fused).is_dir() or dataset.fused_dir(args.fused).is_dir()):
         raise DataError(f"no fused features called {args.fused!r}: neither a folder nor {dataset.fused_dir(args.fused)}")
-    if args.no_colour and not args.checkpoint:
-        raise ConfigError("--no-colour applies to a student (--checkpoint) only")
+    if (args.no_colour or args.fused_map) and not args.checkpoint:
+        raise ConfigError("--no-colour and --fused-map apply to a student (--checkpoint) only")
     if args.features and not Path(args.features).exists():
         raise DataError(f"no such features file or folder: {args.features}")
 
@@ -61,7 +62,12 @@ def run_eval_seg(args: argparse.Namespace) -> int:
     vocabulary = dataset_vocabulary(dataset, config.language)
     features = from_files
     if args.checkpoint:
-        features, vocabulary, _ = checkpoint_source(args.checkpoint, vocabulary, with_colour=not args.no_colour)
+        runner = None
+        if args.fused_map:
+            perception = load_perception_config(None if args.fused_map == "default" else args.fused_map)
+            runner = map_student_runner(dataset, perception.fusion_node)
+        features, vocabulary, _ = checkpoint_source(args.checkpoint, vocabulary, with_colour=not args.no_colour,
+                                                    runner=runner)
     result = evaluate_features(dataset, scenes, features, vocabulary)
     scores = result.scores
     report = segmentation_report(scores, Path(args.json))

@@ -18,11 +18,10 @@ from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.scanrefer import ReferringExpression, read_scanrefer
 from ov3d_ros.evaluation.grounding import GroundingCase, instance_boxes, score_case
 from ov3d_ros.evaluation.metrics import ConfusionAccumulator, SegmentationScores, segmentation_scores
-from ov3d_ros.evaluation.segmentation import checkpoint_source, dataset_vocabulary, evaluate_features
+from ov3d_ros.evaluation.segmentation import (TRANSFER_DISTANCE_M, checkpoint_source, dataset_vocabulary,
+                                              evaluate_features)
 from ov3d_ros.geometry.boxes import OrientedBox
 from ov3d_ros.language.vocabulary import Vocabulary
-
-TRANSFER_DISTANCE_M = 0.05     # a ground-truth point takes the label of the map point within this distance
 
 
 @dataclass(frozen=True)

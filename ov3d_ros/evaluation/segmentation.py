@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ov3d_ros.config import ConfigError, LanguageConfig
+from ov3d_ros.config import ConfigError, FusionNodeConfig, LanguageConfig
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.openscene import DataError, SceneCloud, read_fused
 from ov3d_ros.evaluation.metrics import ConfusionAccumulator, SegmentationScores, segmentation_scores
@@ -19,6 +19,9 @@ from ov3d_ros.language.vocabulary import Vocabulary
 FeatureSource = Callable[[str, SceneCloud], tuple[torch.Tensor, torch.Tensor]]
 # (scene id, its cloud) -> (N,) int64 class per point, -1 where there is none
 LabelSource = Callable[[str, SceneCloud], torch.Tensor]
+# (a student, whether to feed colour) -> a FeatureSource running it on each scene
+StudentRunner = Callable[[torch.nn.Module, bool], FeatureSource]
+TRANSFER_DISTANCE_M = 0.05     # a ground-truth point takes the prediction of the map point within this distance
 
 
 @dataclass(frozen=True)
@@ -77,17 +80,65 @@ def fused_source(dataset: Dataset, name: str) -> FeatureSource:
 
 
 def checkpoint_source(checkpoint: str | Path, vocabulary: Vocabulary, with_colour: bool = True,
+                      runner: StudentRunner | None = None,
                       ) -> tuple[FeatureSource, Vocabulary, np.ndarray | None]:
-    """A FeatureSource running a checkpoint's student (or 'default'), the space to classify its features in (the
-    vocabulary, centred when the student was trained centred) and that text offset. ConfigError when the
-    checkpoint's text space is not the vocabulary's."""
+    """A FeatureSource running a checkpoint's student (or 'default') through `runner` (default `student_source`:
+    on the scenes' own clouds), the space to classify its features in (the vocabulary, centred when the student
+    was trained centred) and that text offset. ConfigError when the checkpoint's text space is not the
+    vocabulary's."""
     from ov3d_ros.training.checkpoint import load_student_and_offset
 
     student, text_space, offset = load_student_and_offset(checkpoint)
     if text_space != vocabulary.encoder_name:
         raise ConfigError(f"{checkpoint} was trained in the text space {text_space!r}, but the config's encoder is "
                           f"{vocabulary.encoder_name!r}")
-    return student_source(student, with_colour), vocabulary if offset is None else vocabulary.centred(offset), offset
+    source = (runner or student_source)(student, with_colour)
+    return source, vocabulary if offset is None else vocabulary.centred(offset), offset
+
+
+def fused_map(dataset: Dataset, scene: str, fusion: FusionNodeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 3) float32 positions and (M, 3) uint8 colours of the map the fusion node builds from the scene's posed
+    RGB-D frames with `fusion`'s voxel size, depth stride and range (every frame a keyframe)."""
+    from ov3d_ros.geometry.transforms import RigidTransform
+    from ov3d_ros.mapping.sensor_points import rgbd_points
+    from ov3d_ros.mapping.voxel_map import VoxelMap
+    from ov3d_ros.messages.pointcloud import unpack_rgb
+
+    voxels = VoxelMap(fusion.voxel_size_m, fusion.max_voxels)
+    for frame in dataset.frames(scene):
+        voxels.integrate(rgbd_points(frame.color, frame.depth_m, frame.depth_camera,
+                                     RigidTransform.from_matrix(frame.camera_to_world), 0, fusion.depth_stride,
+                                     fusion.depth_min_m, fusion.depth_max_m))
+    points = voxels.to_points()
+    return np.stack((points["x"], points["y"], points["z"]), axis=1), unpack_rgb(points["rgb"])
+
+
+def map_student_runner(dataset: Dataset, fusion: FusionNodeConfig) -> StudentRunner:
+    """A StudentRunner (for `checkpoint_source`) labelling the map fused from each scene's RGB-D frames
+    (`fused_map`, projected onto its surfaces as the segmentation node does) instead of the scene's clean cloud:
+    each ground-truth point takes the features of its nearest map point within TRANSFER_DISTANCE_M (farther points
+    have none and count as misses)."""
+    from scipy.spatial import cKDTree
+
+    from ov3d_ros.mapping.semantic_map import SemanticMapSettings
+    from ov3d_ros.mapping.surface import project_to_surfaces
+
+    settings = SemanticMapSettings()
+
+    def runner(student: torch.nn.Module, with_colour: bool = True) -> FeatureSource:
+        @torch.no_grad()
+        def features(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
+            xyz, rgb = fused_map(dataset, scene, fusion)
+            points = project_to_surfaces(xyz, settings.surface_neighbours, settings.surface_iterations,
+                                         workers=torch.get_num_threads())
+            map_features = student.run_on_map(points, rgb if with_colour else None)
+            distance, nearest = cKDTree(xyz).query(cloud.coords, distance_upper_bound=TRANSFER_DISTANCE_M)
+            valid = np.isfinite(distance)
+            out = torch.zeros((cloud.num_points, map_features.shape[1]), dtype=map_features.dtype)
+            out[torch.from_numpy(valid)] = map_features[torch.from_numpy(nearest[valid])]
+            return out, torch.from_numpy(valid)
+        return features
+    return runner
 
 
 def student_source(student: torch.nn.Module, with_colour: bool = True) -> FeatureSource:

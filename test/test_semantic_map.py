@@ -79,7 +79,7 @@ def test_incremental_features_equal_one_pass_over_the_map(student):
 def test_tiles_cover_the_map_and_agree_with_one_pass(student):
     xyz, rgb = room(1)
     semantic = SemanticMap(student, vocabulary(), settings=SemanticMapSettings(block_m=0.5, tile_m=1.0,
-                                                                                 margin_m=0.5))
+                                                                                 margin_m=3.0))
     semantic.update(xyz, rgb)
     assert settle(semantic) > 1                              # several tiles
     labels = semantic.snapshot()[2]

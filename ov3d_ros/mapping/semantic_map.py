@@ -5,10 +5,11 @@ The student's input is the set of occupied voxels (plus their colour, and whethe
 student), so features can only change where that set changed. Work is split in two:
 - `update` takes the fused map as it is now and is fast: kept voxels keep their features, new voxels borrow the
   features of their nearest featured voxel, and every `block_m` block whose voxels changed is queued as stale.
-- `compute` runs the network over one tile: the stale blocks of the `tile_m` tile holding the most changed block
-  (relative to its size), seen with the map within `margin_m` of their bounding box. The student normalises over
-  what it sees (`SparseInstanceNorm`), so the context should hold a whole room, as in training and offline; tile
-  and margin bound the memory of one pass, whatever the size of the map. Calling it until nothing is stale gives
+- `compute` runs the network over one tile: the stale blocks within a `tile_m` cube centred on the most changed
+  block (relative to its size), seen with the map within `margin_m` of their bounding box. The student normalises over
+  what it sees (`SparseInstanceNorm`), so the context should hold a whole room, as in training and offline, and
+  every block is queued again each time the map has grown by `recompute_growth`; tile and margin bound the memory
+  of one pass, whatever the size of the map. Calling it until nothing is stale gives
   the features of one pass over the map.
 The network sees the map's points moved onto their local surfaces (`ov3d_ros.mapping.surface`): depth noise
 makes a fused map's surfaces thick, and the student learnt from thin ones. Features are stored in fp16.
@@ -47,15 +48,17 @@ class SemanticMapSettings:
     margin_m: float = 6.0          # context around the dirty blocks' box (rounded up to whole blocks)
     surface_neighbours: int = 16   # the network sees the points projected onto the plane of this many neighbours
     surface_iterations: int = 2    # ... this many times (0 = the raw map)
-    tile_m: float = 8.0            # largest extent of the dirty blocks of one student pass
+    tile_m: float = 8.0            # largest extent of the dirty blocks of one student pass (a cube around one)
+    recompute_growth: float = 0.25  # every block is queued again when the map has grown this much since the last
+                                    # time: the student normalises over what it sees, so growth moves every feature
     colour_tolerance: int = 12     # colour students: an 8-bit change larger than this dirties a voxel
     temperature: float = 0.05      # softmax temperature of a label's score over the vocabulary
     match_iou: float = 0.25        # an object keeps its instance id when it overlaps its old box this much
     objects_voxel_m: float = 0.04  # objects are found on the map downsampled to this cell (point counts kept)
 
     def __post_init__(self) -> None:
-        if min(self.block_m, self.tile_m, self.temperature) <= 0 or self.margin_m < 0:
-            raise ValueError("block_m, tile_m and temperature must be positive and margin_m >= 0")
+        if min(self.block_m, self.tile_m, self.temperature) <= 0 or min(self.margin_m, self.recompute_growth) < 0:
+            raise ValueError("block_m, tile_m and temperature must be positive, margin_m and recompute_growth >= 0")
         if self.tile_m < self.block_m:
             raise ValueError("tile_m must be at least block_m")
 
@@ -131,6 +134,7 @@ class SemanticMap:
         self._labels = np.empty(0, np.int64)
         self._scores = np.empty(0, np.float32)
         self._pending: dict[int, int] = {}             # packed block -> voxels changed since it was computed
+        self._queued_all_at = 0                         # map size when every block was last queued
         self._block_sizes: tuple[np.ndarray, np.ndarray] | None = None
         self._previous_objects: tuple[SceneObjects, np.ndarray] | None = None
         self._next_instance = 0
@@ -171,6 +175,9 @@ class SemanticMap:
             row[new] = self._pool.allocate(len(new))
             self._fill_from_neighbours(keys, kept_to, new, row, labels, scores)
             self._queue_changes(changed)
+            if len(keys) > (1.0 + self.settings.recompute_growth) * self._queued_all_at:
+                self._queue_changes(unpack_keys(keys))
+                self._queued_all_at = len(keys)
             self._keys, self._xyz, self._rgb, self._colour_known = keys, xyz, rgb, known
             self._floor_z = floor_height(xyz[:, 2])
             self._row, self._labels, self._scores = row, labels, scores
@@ -185,8 +192,9 @@ class SemanticMap:
         return len(self._pending)
 
     def compute(self) -> ComputeReport:
-        """Run the network over one tile: the stale blocks of the tile holding the most changed block (relative
-        to its size; blocks never computed first). Call repeatedly: the map then matches one pass over all of it.
+        """Run the network over one tile: the stale blocks within a `tile_m` cube centred on the most changed block
+        (relative to its size; blocks never computed first). Call repeatedly: the map then matches one pass over
+        all of it.
 
         The network runs outside the lock, so `update` (and readers) never wait for it; voxels that changed
         meanwhile are stale again and come back in a later call."""
@@ -200,9 +208,8 @@ class SemanticMap:
             sizes = self._sizes_of(stale)
             priority = np.minimum(changes / np.maximum(sizes, 1), 1.0)
             blocks = unpack_keys(stale)
-            per_tile = max(int(s.tile_m // s.block_m), 1)
-            tile_of = np.floor_divide(blocks, per_tile)
-            chosen = np.all(tile_of == tile_of[int(priority.argmax())], axis=1)
+            half = max(int(s.tile_m / s.block_m) - 1, 0) // 2      # whole blocks, so a tile spans <= tile_m
+            chosen = np.all(np.abs(blocks - blocks[int(priority.argmax())]) <= half, axis=1)
             for block in stale[chosen].tolist():
                 del self._pending[block]
             occupied = chosen & (sizes > 0)

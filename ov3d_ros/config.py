@@ -307,9 +307,9 @@ class GGSDConfig:
     flip: bool = param(True, "Augment: mirror x in half of the crops.")
     scale_range: float = param(0.1, "Augment: random scale in [1 - r, 1 + r].", 0.0, 0.9)
     elastic: bool = param(False, "Augment: elastic distortion (OpenScene's, optional).")
-    jitter_m: float = param(0.015, "Augment: Gaussian noise on every point, its deviation drawn per crop in [0, "
-                                   "jitter_m] metres, so the student knows the thick surfaces of fused depth maps "
-                                   "(0 = the clean clouds only).", 0.0, 0.5)
+    jitter_m: float = param(0.0, "Augment: Gaussian noise on every point, its deviation drawn per crop in [0, "
+                                 "jitter_m] metres, for the thick surfaces of fused depth maps (0 = the clean "
+                                 "clouds only).", 0.0, 0.5)
     seed: int = param(0, "Random seed (model init, scene order, crops, augmentation).", 0, 2**31 - 1)
     checkpoint_every: int = param(250, "Steps between checkpoints (last.pt).", 1, 10_000_000)
     log_every: int = param(10, "Steps between log lines (CSV, TensorBoard).", 1, 10_000_000)

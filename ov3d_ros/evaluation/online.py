@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 from ov3d_ros.config import LanguageConfig
@@ -19,7 +18,7 @@ from ov3d_ros.data.scanrefer import ReferringExpression, read_scanrefer
 from ov3d_ros.evaluation.grounding import GroundingCase, instance_boxes, score_case
 from ov3d_ros.evaluation.metrics import ConfusionAccumulator, SegmentationScores, segmentation_scores
 from ov3d_ros.evaluation.segmentation import (TRANSFER_DISTANCE_M, checkpoint_source, dataset_vocabulary,
-                                              evaluate_features)
+                                              evaluate_features, nearest_map_point)
 from ov3d_ros.geometry.boxes import OrientedBox
 from ov3d_ros.language.vocabulary import Vocabulary
 
@@ -43,8 +42,7 @@ def transfer_labels(labelled: LabelledMap, points: np.ndarray, classes: Sequence
         return out
     index = {name.lower(): i for i, name in enumerate(classes)}
     to_class = np.array([index.get(name.lower(), -1) for name in labelled.labels], np.int64)
-    distance, nearest = cKDTree(labelled.xyz).query(points, distance_upper_bound=max_distance)
-    hit = np.isfinite(distance)
+    hit, nearest = nearest_map_point(labelled.xyz, points, max_distance)
     out[hit] = to_class[labelled.label[nearest[hit]]]
     return out
 

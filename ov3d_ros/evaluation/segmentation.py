@@ -113,13 +113,22 @@ def fused_map(dataset: Dataset, scene: str, fusion: FusionNodeConfig) -> tuple[n
     return np.stack((points["x"], points["y"], points["z"]), axis=1), unpack_rgb(points["rgb"])
 
 
+def nearest_map_point(map_xyz: np.ndarray, points: np.ndarray,
+                      max_distance: float = TRANSFER_DISTANCE_M) -> tuple[np.ndarray, np.ndarray]:
+    """For each of `points` (P, 3): whether a point of `map_xyz` (M, 3, M > 0) lies within `max_distance`, and the
+    index of the nearest one (meaningful where it does): how a map's predictions are carried to ground truth."""
+    from scipy.spatial import cKDTree
+
+    distance, nearest = cKDTree(map_xyz).query(points, distance_upper_bound=max_distance)
+    hit = np.isfinite(distance)
+    return hit, np.where(hit, nearest, 0)
+
+
 def map_student_runner(dataset: Dataset, fusion: FusionNodeConfig) -> StudentRunner:
     """A StudentRunner (for `checkpoint_source`) labelling the map fused from each scene's RGB-D frames
     (`fused_map`, projected onto its surfaces as the segmentation node does) instead of the scene's clean cloud:
     each ground-truth point takes the features of its nearest map point within TRANSFER_DISTANCE_M (farther points
     have none and count as misses)."""
-    from scipy.spatial import cKDTree
-
     from ov3d_ros.mapping.semantic_map import SemanticMapSettings
     from ov3d_ros.mapping.surface import project_to_surfaces
 
@@ -132,11 +141,11 @@ def map_student_runner(dataset: Dataset, fusion: FusionNodeConfig) -> StudentRun
             points = project_to_surfaces(xyz, settings.surface_neighbours, settings.surface_iterations,
                                          workers=torch.get_num_threads())
             map_features = student.run_on_map(points, rgb if with_colour else None)
-            distance, nearest = cKDTree(xyz).query(cloud.coords, distance_upper_bound=TRANSFER_DISTANCE_M)
-            valid = np.isfinite(distance)
+            hit, nearest = nearest_map_point(xyz, cloud.coords)
+            valid = torch.from_numpy(hit)
             out = torch.zeros((cloud.num_points, map_features.shape[1]), dtype=map_features.dtype)
-            out[torch.from_numpy(valid)] = map_features[torch.from_numpy(nearest[valid])]
-            return out, torch.from_numpy(valid)
+            out[valid] = map_features[torch.from_numpy(nearest[hit])]
+            return out, valid
         return features
     return runner
 

@@ -6,11 +6,11 @@ student), so features can only change where that set changed. Work is split in t
 - `update` takes the fused map as it is now and is fast: kept voxels keep their features, new voxels borrow the
   features of their nearest featured voxel, and every `block_m` block whose voxels changed is queued as stale.
 - `compute` runs the network over one tile: the stale blocks within a `tile_m` cube centred on the most changed
-  block (relative to its size), seen with the map within `margin_m` of their bounding box. The student normalises over
-  what it sees (`SparseInstanceNorm`), so the context should hold a whole room, as in training and offline, and
-  every block is queued again each time the map has grown by `recompute_growth`; tile and margin bound the memory
-  of one pass, whatever the size of the map. Calling it until nothing is stale gives
-  the features of one pass over the map.
+  block (relative to its size), seen with the map within `margin_m` of their bounding box. The student normalises
+  over what it sees (`SparseInstanceNorm`), so the context should hold a whole room, as in training and offline,
+  and every block is queued again each time the map has grown by `recompute_growth`; tile and margin bound the
+  memory of one pass, whatever the size of the map. Calling it until nothing is stale gives the features of one
+  pass over the map.
 The network sees the map's points moved onto their local surfaces (`ov3d_ros.mapping.surface`): depth noise
 makes a fused map's surfaces thick, and the student learnt from thin ones. Features are stored in fp16.
 
@@ -174,10 +174,11 @@ class SemanticMap:
             new = np.setdiff1d(np.arange(len(keys)), kept_to, assume_unique=True)
             row[new] = self._pool.allocate(len(new))
             self._fill_from_neighbours(keys, kept_to, new, row, labels, scores)
-            self._queue_changes(changed)
             if len(keys) > (1.0 + self.settings.recompute_growth) * self._queued_all_at:
-                self._queue_changes(unpack_keys(keys))
+                self._queue_changes(unpack_keys(keys))              # every block, the changed ones included
                 self._queued_all_at = len(keys)
+            else:
+                self._queue_changes(changed)
             self._keys, self._xyz, self._rgb, self._colour_known = keys, xyz, rgb, known
             self._floor_z = floor_height(xyz[:, 2])
             self._row, self._labels, self._scores = row, labels, scores

@@ -310,6 +310,13 @@ class GGSDConfig:
     jitter_m: float = param(0.0, "Augment: Gaussian noise on every point, its deviation drawn per crop in [0, "
                                  "jitter_m] metres, for the thick surfaces of fused depth maps (0 = the clean "
                                  "clouds only).", 0.0, 0.5)
+    fused_map_share: float = param(0.0, "Share of training samples drawn from the map the fusion node builds from "
+                                        "the room's RGB-D frames (projected onto its surfaces as the segmentation "
+                                        "node does; cached under <data>/maps) instead of the room's clean cloud: "
+                                        "what the running graph labels. Map points take the teacher's class and "
+                                        "superpoint of the nearest cloud point within 5 cm.", 0.0, 1.0)
+    maps_config: str = param("", "Perception parameter file whose fusion node settings make those maps (empty = "
+                                 "the packaged config/perception.yaml).")
     seed: int = param(0, "Random seed (model init, scene order, crops, augmentation).", 0, 2**31 - 1)
     checkpoint_every: int = param(250, "Steps between checkpoints (last.pt).", 1, 10_000_000)
     log_every: int = param(10, "Steps between log lines (CSV, TensorBoard).", 1, 10_000_000)

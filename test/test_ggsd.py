@@ -256,21 +256,66 @@ def test_a_student_labels_the_map_fused_from_a_scenes_frames(tiny_dataset):
     from scipy.spatial import cKDTree
 
     from ov3d_ros.config import FusionNodeConfig
-    from ov3d_ros.evaluation.segmentation import fused_map, map_student_runner
+    from ov3d_ros.evaluation.segmentation import map_student_runner
+    from ov3d_ros.mapping.scene_maps import SceneMapCache
     from ov3d_ros.models.student import Student, student_config
 
     dataset, _ = tiny_dataset
     scene = dataset.scenes("train")[0]
     cloud = dataset.scene_cloud(scene)
-    xyz, rgb = fused_map(dataset, scene, FusionNodeConfig())
-    assert len(xyz) > 1000 and rgb.shape == (len(xyz), 3) and rgb.dtype == np.uint8
-    assert np.percentile(cKDTree(cloud.coords).query(xyz)[0], 90) < 0.05       # on the room's surfaces
+    maps = SceneMapCache(dataset, FusionNodeConfig())
+    fused = maps.get(scene)
+    assert len(fused.xyz) > 1000 and fused.rgb.shape == (len(fused.xyz), 3) and fused.rgb.dtype == np.uint8
+    to_room = cKDTree(cloud.coords)
+    assert np.percentile(to_room.query(fused.xyz)[0], 90) < 0.05                  # on the room's surfaces
+    shift = np.linalg.norm(fused.surface - fused.xyz, axis=1)                    # projected onto the surfaces
+    assert shift.max() > 0 and np.median(shift) < 0.02
+    assert maps.path(scene).is_file()
+    again = maps.get(scene)                                                        # read back from the cache
+    assert np.array_equal(again.surface, fused.surface) and np.array_equal(again.rgb, fused.rgb)
     torch.manual_seed(0)
     student = Student(student_config("tiny", out_dim=16, voxel_size=0.08, inputs=("colour", "height"))).eval()
     features, valid = map_student_runner(dataset, FusionNodeConfig())(student, True)(scene, cloud)
     assert features.shape == (cloud.num_points, 16) and valid.float().mean() > 0.5
     assert torch.allclose(features[valid].norm(dim=1), torch.ones(int(valid.sum())), atol=1e-4)
     assert not features[~valid].any()
+
+
+def test_fused_map_samples_carry_the_nearest_cloud_points_signals(tiny_dataset, tmp_path):
+    from scipy.spatial import cKDTree
+
+    from ov3d_ros.config import FusionNodeConfig
+    from ov3d_ros.mapping.scene_maps import SceneMapCache
+    from ov3d_ros.training.scenes import make_sample, with_fused_map
+
+    dataset, vocabulary = tiny_dataset
+    text = torch.from_numpy(vocabulary.label_embeddings).float()
+    scene = load_training_scene(dataset, dataset.scenes("train")[0], "simulated", SuperpointCache(tmp_path), text)
+    fused = SceneMapCache(dataset, FusionNodeConfig()).get(scene.name)
+    twin = with_fused_map(scene, fused, dataset.info.ignore_label).fused_map
+    assert np.array_equal(twin.xyz, fused.surface) and len(twin.teacher_class) == len(fused.surface)
+    distance, nearest = cKDTree(scene.xyz).query(fused.surface)
+    near = torch.from_numpy(distance <= 0.05)
+    assert near.float().mean() > 0.9
+    assert (twin.teacher_class[near] == scene.teacher_class[torch.from_numpy(nearest)][near]).all()
+    assert (twin.teacher_class[~near] == -1).all() and not twin.seen[~near].any()
+    assert (twin.labels[~near.numpy()] == dataset.info.ignore_label).all()
+    same_superpoint = scene.superpoints[nearest][:, None] == scene.superpoints[nearest][None, :200]
+    assert ((twin.superpoints[:, None] == twin.superpoints[None, :200]) == same_superpoint).all()
+    config = GGSDConfig(rotate=False, flip=False, scale_range=0.0, colour_dropout=0.0, fused_map_share=1.0)
+    attached = with_fused_map(scene, fused, dataset.info.ignore_label)
+    assert len(make_sample(attached, config, np.random.default_rng(0)).xyz) == len(fused.surface)
+    clouds_only = dataclasses.replace(config, fused_map_share=0.0)
+    assert len(make_sample(attached, clouds_only, np.random.default_rng(0)).xyz) == len(scene.xyz)
+
+
+def test_ggsd_trains_on_fused_maps_when_asked(tiny_dataset, tmp_path):
+    dataset, vocabulary = tiny_dataset
+    config = GGSDConfig(distill_steps=3, self_distillation=False, threads=1, val_every=0, fused_map_share=0.5)
+    student = StudentSection(preset="tiny", voxel_size_m=0.08, inputs=["colour", "height"])
+    trainer = GGSDTrainer(dataset, vocabulary, config, student, tmp_path, progress=False)
+    assert all(s.fused_map is not None and len(s.fused_map.xyz) > 1000 for s in trainer.scenes)
+    assert load_checkpoint(trainer.run())["step"] == 3
 
 
 def test_the_shipped_default_student_loads_and_labels_a_room(tiny_dataset, tmp_path):

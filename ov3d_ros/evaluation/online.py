@@ -17,10 +17,10 @@ from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.scanrefer import ReferringExpression, read_scanrefer
 from ov3d_ros.evaluation.grounding import GroundingCase, instance_boxes, score_case
 from ov3d_ros.evaluation.metrics import ConfusionAccumulator, SegmentationScores, segmentation_scores
-from ov3d_ros.evaluation.segmentation import (TRANSFER_DISTANCE_M, checkpoint_source, dataset_vocabulary,
-                                              evaluate_features, nearest_map_point)
+from ov3d_ros.evaluation.segmentation import checkpoint_source, dataset_vocabulary, evaluate_features
 from ov3d_ros.geometry.boxes import OrientedBox
 from ov3d_ros.language.vocabulary import Vocabulary
+from ov3d_ros.mapping.scene_maps import TRANSFER_DISTANCE_M, nearest_map_point
 
 
 @dataclass(frozen=True)

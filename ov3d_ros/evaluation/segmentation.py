@@ -14,6 +14,7 @@ from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.openscene import DataError, SceneCloud, read_fused
 from ov3d_ros.evaluation.metrics import ConfusionAccumulator, SegmentationScores, segmentation_scores
 from ov3d_ros.language.vocabulary import Vocabulary
+from ov3d_ros.mapping.scene_maps import TRANSFER_DISTANCE_M, SceneMapCache, nearest_map_point
 
 # (scene id, its cloud) -> ((N, D) features, (N,) bool: which points have a feature)
 FeatureSource = Callable[[str, SceneCloud], tuple[torch.Tensor, torch.Tensor]]
@@ -21,7 +22,6 @@ FeatureSource = Callable[[str, SceneCloud], tuple[torch.Tensor, torch.Tensor]]
 LabelSource = Callable[[str, SceneCloud], torch.Tensor]
 # (a student, whether to feed colour) -> a FeatureSource running it on each scene
 StudentRunner = Callable[[torch.nn.Module, bool], FeatureSource]
-TRANSFER_DISTANCE_M = 0.05     # a ground-truth point takes the prediction of the map point within this distance
 
 
 @dataclass(frozen=True)
@@ -96,52 +96,19 @@ def checkpoint_source(checkpoint: str | Path, vocabulary: Vocabulary, with_colou
     return source, vocabulary if offset is None else vocabulary.centred(offset), offset
 
 
-def fused_map(dataset: Dataset, scene: str, fusion: FusionNodeConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(M, 3) float32 positions and (M, 3) uint8 colours of the map the fusion node builds from the scene's posed
-    RGB-D frames with `fusion`'s voxel size, depth stride and range (every frame a keyframe)."""
-    from ov3d_ros.geometry.transforms import RigidTransform
-    from ov3d_ros.mapping.sensor_points import rgbd_points
-    from ov3d_ros.mapping.voxel_map import VoxelMap
-    from ov3d_ros.messages.pointcloud import unpack_rgb
-
-    voxels = VoxelMap(fusion.voxel_size_m, fusion.max_voxels)
-    for frame in dataset.frames(scene):
-        voxels.integrate(rgbd_points(frame.color, frame.depth_m, frame.depth_camera,
-                                     RigidTransform.from_matrix(frame.camera_to_world), 0, fusion.depth_stride,
-                                     fusion.depth_min_m, fusion.depth_max_m))
-    points = voxels.to_points()
-    return np.stack((points["x"], points["y"], points["z"]), axis=1), unpack_rgb(points["rgb"])
-
-
-def nearest_map_point(map_xyz: np.ndarray, points: np.ndarray,
-                      max_distance: float = TRANSFER_DISTANCE_M) -> tuple[np.ndarray, np.ndarray]:
-    """For each of `points` (P, 3): whether a point of `map_xyz` (M, 3, M > 0) lies within `max_distance`, and the
-    index of the nearest one (meaningful where it does): how a map's predictions are carried to ground truth."""
-    from scipy.spatial import cKDTree
-
-    distance, nearest = cKDTree(map_xyz).query(points, distance_upper_bound=max_distance)
-    hit = np.isfinite(distance)
-    return hit, np.where(hit, nearest, 0)
-
-
 def map_student_runner(dataset: Dataset, fusion: FusionNodeConfig) -> StudentRunner:
     """A StudentRunner (for `checkpoint_source`) labelling the map fused from each scene's RGB-D frames
-    (`fused_map`, projected onto its surfaces as the segmentation node does) instead of the scene's clean cloud:
-    each ground-truth point takes the features of its nearest map point within TRANSFER_DISTANCE_M (farther points
-    have none and count as misses)."""
-    from ov3d_ros.mapping.semantic_map import SemanticMapSettings
-    from ov3d_ros.mapping.surface import project_to_surfaces
-
-    settings = SemanticMapSettings()
+    (`SceneMapCache`: fused with `fusion`, projected onto its surfaces as the segmentation node does) instead of the
+    scene's clean cloud: each ground-truth point takes the features of its nearest map point within
+    TRANSFER_DISTANCE_M (farther points have none and count as misses)."""
+    maps = SceneMapCache(dataset, fusion, workers=torch.get_num_threads())
 
     def runner(student: torch.nn.Module, with_colour: bool = True) -> FeatureSource:
         @torch.no_grad()
         def features(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
-            xyz, rgb = fused_map(dataset, scene, fusion)
-            points = project_to_surfaces(xyz, settings.surface_neighbours, settings.surface_iterations,
-                                         workers=torch.get_num_threads())
-            map_features = student.run_on_map(points, rgb if with_colour else None)
-            hit, nearest = nearest_map_point(xyz, cloud.coords)
+            fused = maps.get(scene)
+            map_features = student.run_on_map(fused.surface, fused.rgb if with_colour else None)
+            hit, nearest = nearest_map_point(fused.xyz, cloud.coords)
             valid = torch.from_numpy(hit)
             out = torch.zeros((cloud.num_points, map_features.shape[1]), dtype=map_features.dtype)
             out[valid] = map_features[torch.from_numpy(nearest[hit])]

@@ -36,7 +36,7 @@ from ov3d_ros.models.student import Student, student_config
 from ov3d_ros.training.checkpoint import load_checkpoint, save_checkpoint
 from ov3d_ros.training.logs import CsvLog, tensorboard
 from ov3d_ros.training.scenes import (Sample, TargetMap, TrainingScene, collate, load_training_scene, make_sample,
-                                      training_space)
+                                      training_space, with_fused_map)
 
 STAGE2_LR_SCALE = 0.1
 
@@ -237,7 +237,26 @@ class GGSDTrainer:
             load_training_scene(dataset, n, config.fused, cache, self.text, self.offset, target_map,
                                 None if scene_labels is None else scene_labels.get(n),
                                 keep_targets=config.loss == "cosine") for n in names]
+        if config.fused_map_share > 0:
+            self.scenes = self._with_fused_maps(self.scenes)
         self.rng = np.random.default_rng([config.seed, self.rank])
+
+    def _with_fused_maps(self, scenes: list[TrainingScene]) -> list[TrainingScene]:
+        """The scenes with their fused RGB-D maps attached (made once and cached under <data>/maps); scenes
+        without posed frames keep their clouds only."""
+        from ov3d_ros.config import load_perception_config
+        from ov3d_ros.mapping.scene_maps import SceneMapCache
+
+        fusion = load_perception_config(self.config.maps_config or None).fusion_node
+        maps = SceneMapCache(self.dataset, fusion, workers=self.config.threads)
+        ignore = self.dataset.info.ignore_label
+        out = []
+        for scene in tqdm(scenes, desc="fused maps", unit="scene", disable=not (self.progress and self.rank == 0)):
+            try:
+                out.append(with_fused_map(scene, maps.get(scene.name), ignore))
+            except FileNotFoundError:
+                out.append(scene)
+        return out
 
     @property
     def done_fraction(self) -> float:

@@ -1,6 +1,7 @@
 """Training scenes for the student: points, fused 2D features, superpoints; random crops and augmentation."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -10,11 +11,13 @@ import torch
 import torch.nn.functional as F
 from scipy.interpolate import RegularGridInterpolator
 from scipy.ndimage import gaussian_filter
+from scipy.spatial import cKDTree
 
 from ov3d_ros.config import GGSDConfig
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.openscene import read_fused
 from ov3d_ros.language.vocabulary import Vocabulary
+from ov3d_ros.mapping.scene_maps import TRANSFER_DISTANCE_M, SceneMap
 from ov3d_ros.mapping.superpoints import SuperpointCache
 from ov3d_ros.models.inputs import floor_height, point_inputs
 
@@ -34,6 +37,7 @@ class TrainingScene:
     labels: np.ndarray | None    # (N,) ground truth (monitoring, and the fully supervised upper bound)
     present: torch.Tensor | None = None  # (C,) bool scene-level labels, when known
     floor_z: float = 0.0         # the scene's floor (`floor_height`), for the height input
+    fused_map: TrainingScene | None = None  # the same room as the fusion node maps it (`with_fused_map`)
 
 
 def training_space(vocabulary: Vocabulary, centred: bool) -> tuple[Vocabulary, np.ndarray | None]:
@@ -78,6 +82,26 @@ def load_training_scene(dataset: Dataset, scene: str, fused: str, superpoints: S
                          floor_height(cloud.coords[:, 2]))
 
 
+def with_fused_map(scene: TrainingScene, fused: SceneMap, ignore_label: int) -> TrainingScene:
+    """`scene` with its fused RGB-D map attached as `fused_map`: the map's surface points and colours, each taking
+    the training signals (target, teacher class, superpoint, ground truth) of the nearest point of the scene's
+    cloud; map points with no cloud point within TRANSFER_DISTANCE_M count as unseen (ground truth: the ignore
+    label) but keep the nearest point's superpoint."""
+    distance, nearest = cKDTree(scene.xyz).query(fused.surface)
+    near = distance <= TRANSFER_DISTANCE_M
+    index = torch.from_numpy(nearest)
+    hit = torch.from_numpy(near)
+    labels = None
+    if scene.labels is not None:
+        labels = np.where(near, scene.labels[nearest], ignore_label).astype(scene.labels.dtype)
+    twin = TrainingScene(f"{scene.name} (fused map)", fused.surface, fused.rgb.astype(np.float32) / 255.0,
+                         None if scene.target is None else scene.target[index] * hit[:, None].to(scene.target.dtype),
+                         scene.seen[index] & hit, torch.where(hit, scene.teacher_class[index], -1),
+                         consecutive_ids(scene.superpoints[nearest]), labels, scene.present,
+                         floor_height(fused.surface[:, 2]))
+    return dataclasses.replace(scene, fused_map=twin)
+
+
 @dataclass
 class Sample:
     """A crop of a scene ready for the student: augmented points and the per-point training signals."""
@@ -109,10 +133,13 @@ def collate(samples: list[Sample]) -> Sample:
 
 def make_sample(scene: TrainingScene, config: GGSDConfig, rng: np.random.Generator,
                 inputs: tuple[str, ...] = ()) -> Sample:
-    """A random crop (square of side `crop_m` around a random point, or the whole scene) with point noise
-    (`jitter_m`), rotation / mirror / scale / elastic jitter, and the student's `inputs` built from the noisy points
-    before the crop is moved (height is above the scene's floor); colour is withheld from a share `colour_dropout`
-    of the samples."""
+    """A sample of the scene's fused map (a share `fused_map_share` of the samples of scenes that have one) or of
+    its clean cloud: a random crop (square of side `crop_m` around a random point, or the whole scene) with point
+    noise (`jitter_m`), rotation / mirror / scale / elastic jitter, and the student's `inputs` built from the noisy
+    points before the crop is moved (height is above the scene's floor); colour is withheld from a share
+    `colour_dropout` of the samples."""
+    if scene.fused_map is not None and config.fused_map_share > 0 and rng.random() < config.fused_map_share:
+        scene = scene.fused_map
     keep = np.arange(len(scene.xyz))
     if config.crop_m > 0:
         centre = scene.xyz[rng.integers(len(scene.xyz)), :2]

@@ -316,6 +316,8 @@ def test_ggsd_trains_on_fused_maps_when_asked(tiny_dataset, tmp_path):
     trainer = GGSDTrainer(dataset, vocabulary, config, student, tmp_path, progress=False)
     assert all(s.fused_map is not None and len(s.fused_map.xyz) > 1000 for s in trainer.scenes)
     assert load_checkpoint(trainer.run())["step"] == 3
+    scores = trainer.validate(dataset.scenes("train")[:1])
+    assert 0.0 <= scores["map_miou"] <= 100.0 and 0.0 <= scores["miou"] <= 100.0
 
 
 def test_the_shipped_default_student_loads_and_labels_a_room(tiny_dataset, tmp_path):

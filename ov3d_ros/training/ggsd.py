@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ov3d_ros.config import GGSDConfig, StudentSection
+from ov3d_ros.config import FusionNodeConfig, GGSDConfig, StudentSection
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.scene_labels import SceneLabels
 from ov3d_ros.language.vocabulary import Vocabulary
@@ -237,6 +237,7 @@ class GGSDTrainer:
             load_training_scene(dataset, n, config.fused, cache, self.text, self.offset, target_map,
                                 None if scene_labels is None else scene_labels.get(n),
                                 keep_targets=config.loss == "cosine") for n in names]
+        self.map_fusion: FusionNodeConfig | None = None     # set when training on fused maps (also validated on)
         if config.fused_map_share > 0:
             self.scenes = self._with_fused_maps(self.scenes)
         self.rng = np.random.default_rng([config.seed, self.rank])
@@ -247,8 +248,8 @@ class GGSDTrainer:
         from ov3d_ros.config import load_perception_config
         from ov3d_ros.mapping.scene_maps import SceneMapCache
 
-        fusion = load_perception_config(self.config.maps_config or None).fusion_node
-        maps = SceneMapCache(self.dataset, fusion, workers=self.config.threads)
+        self.map_fusion = load_perception_config(self.config.maps_config or None).fusion_node
+        maps = SceneMapCache(self.dataset, self.map_fusion, workers=self.config.threads)
         ignore = self.dataset.info.ignore_label
         out = []
         for scene in tqdm(scenes, desc="fused maps", unit="scene", disable=not (self.progress and self.rank == 0)):
@@ -365,8 +366,9 @@ class GGSDTrainer:
 
     def validate(self, scenes: list[str] | None = None) -> dict[str, float]:
         """The student's mIoU / mAcc (overall, head / common / tail) and the number of classes it labels right
-        somewhere out of those present, on `scenes` (default: the first `val_scenes` val scenes)."""
-        from ov3d_ros.evaluation.segmentation import evaluate_features, student_source
+        somewhere out of those present, on `scenes` (default: the first `val_scenes` val scenes); when training on
+        fused maps, also its mIoU on those scenes' fused maps (`map_miou`)."""
+        from ov3d_ros.evaluation.segmentation import evaluate_features, map_student_runner, student_source
 
         if scenes is None:
             scenes = self.dataset.scenes(self.config.val_split)
@@ -378,11 +380,17 @@ class GGSDTrainer:
         try:
             scores = evaluate_features(self.dataset, scenes, student_source(self.model), self.space,
                                        progress=False).scores
+            on_maps = {}
+            if self.map_fusion is not None:
+                source = map_student_runner(self.dataset, self.map_fusion)(self.model, True)
+                on_maps["map_miou"] = evaluate_features(self.dataset, scenes, source, self.space,
+                                                        progress=False).scores.miou
         finally:
             self.model.train(was_training)
         return {"miou": scores.miou, "macc": scores.macc,
                 **{group: scores.group_miou.get(group, float("nan")) for group in ("head", "common", "tail")},
-                "classes_right": int((scores.iou[scores.present] > 0).sum()), "classes_present": int(scores.present.sum())}
+                "classes_right": int((scores.iou[scores.present] > 0).sum()), "classes_present": int(scores.present.sum()),
+                **on_maps}
 
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "elapsed_s": self.elapsed_s, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),

@@ -310,7 +310,7 @@ class GGSDConfig:
     jitter_m: float = param(0.0, "Augment: Gaussian noise on every point, its deviation drawn per crop in [0, "
                                  "jitter_m] metres, for the thick surfaces of fused depth maps (0 = the clean "
                                  "clouds only).", 0.0, 0.5)
-    fused_map_share: float = param(0.0, "Share of training samples drawn from the map the fusion node builds from "
+    fused_map_share: float = param(0.5, "Share of training samples drawn from the map the fusion node builds from "
                                         "the room's RGB-D frames (projected onto its surfaces as the segmentation "
                                         "node does; cached under <data>/maps) instead of the room's clean cloud: "
                                         "what the running graph labels. Map points take the teacher's class and "

@@ -136,7 +136,7 @@ def test_samples_carry_point_noise_up_to_jitter_and_none_without(tiny_dataset, t
 
 def test_tiny_ggsd_run_learns_resumes_and_checkpoints(tiny_dataset, tmp_path):
     dataset, vocabulary = tiny_dataset
-    config = GGSDConfig(distill_steps=40, self_distill_steps=20, crop_m=2.5, log_every=5, checkpoint_every=30,
+    config = GGSDConfig(fused_map_share=0.0, distill_steps=40, self_distill_steps=20, crop_m=2.5, log_every=5, checkpoint_every=30,
                         learning_rate=0.01, threads=1, seed=3, val_split="train", val_every=20, val_scenes=1,
                         center_text_space=False, class_balance=0.0, loss="cosine", flip=False)
     student = StudentSection(preset="tiny", voxel_size_m=0.05, inputs=[])
@@ -191,7 +191,7 @@ def _ddp_worker(rank: int, root: str, embeddings: np.ndarray, out: str, port: in
     os.environ.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     vocabulary = Vocabulary(tuple(CLASS_NAMES), {}, embeddings, embeddings, np.arange(len(CLASS_NAMES)), "random-16d")
-    config = GGSDConfig(distill_steps=6, self_distill_steps=4, crop_m=2.0, log_every=2, threads=1, seed=5,
+    config = GGSDConfig(fused_map_share=0.0, distill_steps=6, self_distill_steps=4, crop_m=2.0, log_every=2, threads=1, seed=5,
                         val_every=0)
     trainer = GGSDTrainer(Dataset(root), vocabulary, config, StudentSection(preset="tiny", voxel_size_m=0.05),
                           out, progress=False)
@@ -218,7 +218,7 @@ def test_two_process_ddp_on_gloo_keeps_replicas_identical(tiny_dataset, tmp_path
 
 def test_centred_text_space_is_stored_and_applied(tiny_dataset, tmp_path):
     dataset, vocabulary = tiny_dataset
-    config = GGSDConfig(distill_steps=4, self_distill_steps=2, crop_m=2.0, center_text_space=True, threads=1,
+    config = GGSDConfig(fused_map_share=0.0, distill_steps=4, self_distill_steps=2, crop_m=2.0, center_text_space=True, threads=1,
                         val_every=0)
     final = GGSDTrainer(dataset, vocabulary, config, StudentSection(preset="tiny", voxel_size_m=0.05), tmp_path,
                         progress=False).run()

@@ -97,7 +97,7 @@ def test_untrained_adapter_is_nearly_the_identity_and_round_trips(tmp_path):
 
 
 def _tiny_config() -> PipelineConfig:
-    ggsd = GGSDConfig(crop_m=2.5, log_every=5, checkpoint_every=1000, learning_rate=0.01, threads=1, seed=3,
+    ggsd = GGSDConfig(fused_map_share=0.0, crop_m=2.5, log_every=5, checkpoint_every=1000, learning_rate=0.01, threads=1, seed=3,
                       val_split="train", val_every=0, distill_steps=30, self_distill_steps=10)
     vlg = VLGConfig(adapter_steps=60, adapter_batch=2048, adapter_hidden=8, guidance_steps=40,
                     adapter_learning_rate=0.01)

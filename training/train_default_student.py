@@ -3,16 +3,15 @@
     .venv/bin/python training/train_default_student.py [--data data/benchmark] [--out runs/default_student]
 
 From a clean checkout, in under two hours on 2 CPU cores:
-1. makes the benchmark if it is missing (`ov3d synth --benchmark`, ~8 min) and EXTRA_ROOMS more training rooms
-   (`ov3d synth --split extra --no-bag`, ~16 min): with only the 16 benchmark rooms the student memorises them;
+1. makes the benchmark if it is missing (`ov3d synth --benchmark`, ~9 min) and EXTRA_ROOMS more training rooms
+   (`ov3d synth --split extra --no-bag`, ~20 min): with only the 16 benchmark rooms the student memorises them;
 2. trains full GGSD with the config's recipe (vocabulary cross-entropy on the 2D teacher's classes, 5 cm voxels,
-   colour + height inputs, superpoint loss, then EMA self-distillation with superpoint voting) on train+extra for
-   MINUTES of training time (the learning-rate schedule runs on elapsed time; checkpoints every 250 steps, a few
-   minutes apart; rerunning the command resumes from <out>/last.pt);
-3. exports SHIPPED (float16 weights, with provenance) into the package: the student as stage 1 left it, because
-   measured on the 6 val rooms stage 1 ends at 48.7 mIoU and the EMA self-distillation of stage 2 lowers it to
-   41.9 (README, issue #16).
-The recipe's levers and their measured effect: `ov3d bench student-recipes` (README).
+   colour + height inputs, half the samples from the maps the fusion node builds from each room's RGB-D frames
+   (made once, ~5 min, cached under <data>/maps), superpoint loss, then EMA self-distillation with superpoint
+   voting) on train+extra for MINUTES of training time (the learning-rate schedule runs on elapsed time;
+   checkpoints every 250 steps, a few minutes apart; rerunning the command resumes from <out>/last.pt);
+3. exports SHIPPED (float16 weights, with provenance) into the package.
+The recipe's levers and their measured effect: `ov3d bench student-recipes` and the README (issue #16).
 """
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def test_a_student_declares_its_inputs_in_the_checkpoint_and_runs_with_or_withou
 def test_a_tiny_vocabulary_run_fits_its_two_scenes(tiny_dataset, tmp_path):
     dataset, vocabulary = tiny_dataset
     config = GGSDConfig(distill_steps=120, self_distillation=False, crop_m=0.0, learning_rate=0.01, threads=2,
-                        seed=0, val_every=0, superpoint_loss=False, center_text_space=False)
+                        seed=0, val_every=0, superpoint_loss=False, center_text_space=False, fused_map_share=0.0)
     student = StudentSection(preset="tiny", voxel_size_m=0.08)
     trainer = GGSDTrainer(dataset, vocabulary, config, student, tmp_path, progress=False)
     before = trainer.validate(dataset.scenes("train"))
@@ -117,7 +117,7 @@ def test_recipe_bench_trains_every_row_for_the_budget_and_writes_the_table(tiny_
     assert [row["name"] for row in table["rows"]] == rows
     for row in table["rows"]:
         assert row["steps"] >= 1 and row["seconds_per_step"] * row["steps"] >= 3.0
-        assert 0.0 <= row["val"]["miou"] <= 100.0 and row["curve"]
+        assert 0.0 <= row["val"]["miou"] <= 100.0 and 0.0 <= row["val"]["map_miou"] <= 100.0 and row["curve"]
     assert (tmp_path / "r" / "recipes.png").stat().st_size > 0
     assert main(["bench", "student-recipes", "--data", str(dataset.root), "--rows", "nonsense"]) != 0
 

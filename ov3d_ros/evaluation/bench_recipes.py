@@ -3,7 +3,8 @@
 Every row trains the same architecture from scratch (stage 1 only unless the row says otherwise) for the same
 number of seconds, with the learning-rate schedule run on elapsed time, then scores the student on the first
 training scenes (can it fit what it saw?) and on the val split (does it generalise?): mIoU, head / common / tail
-and how many of the classes present it labels right somewhere. The val mIoU is also taken at quarters of the
+and how many of the classes present it labels right somewhere; on val also the mIoU on the maps the fusion node
+builds from the rooms' RGB-D frames (what the running graph labels). The val mIoU is also taken at quarters of the
 budget, for a curve of mIoU against training hours. Rows are overrides of the config's `ggsd` and `student`
 sections, so the config's own recipe is the row "config".
 """
@@ -44,6 +45,8 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("no superpoint loss", {"superpoint_loss": False}),
     Recipe("no class balance", {"class_balance": 0.0}),
     Recipe("+ extra rooms (train+extra)", {"train_split": "train+extra"}),
+    Recipe("clean clouds only (no fused maps)", {"fused_map_share": 0.0}),
+    Recipe("fused maps only", {"fused_map_share": 1.0}),
 )
 
 
@@ -66,7 +69,7 @@ def run_recipe(dataset: Dataset, vocabulary: Vocabulary, config: PipelineConfig,
     trainer.run(validate_at=CURVE_FRACTIONS)
     curve = [{"hours": float(r["seconds"]) / 3600.0, "miou": float(r["miou"])}
              for r in read_csv_rows(out / "val.csv")]
-    train, val = trainer.validate(train_scenes), trainer.validate(val_scenes)
+    train, val = trainer.validate(train_scenes, on_maps=False), trainer.validate(val_scenes, on_maps=True)
     return {"name": recipe.name, "ggsd": recipe.ggsd, "student": recipe.student, "steps": trainer.step,
             "seconds_per_step": trainer.elapsed_s / max(trainer.step, 1), "train": train, "val": val,
             "curve": curve}
@@ -76,14 +79,14 @@ def print_header(seconds: float, train_scenes: int, val_scenes: int) -> None:
     print(f"student recipes, {seconds / 60:.1f} min of training each; train = {train_scenes} training scenes, "
           f"val = {val_scenes} val scenes; classes = labelled right somewhere / present")
     print(f"{'recipe':<40}{'steps':>7}{'s/step':>8}{'train mIoU':>12}{'classes':>9}{'val mIoU':>10}{'classes':>9}"
-          f"{'tail':>7}")
+          f"{'tail':>7}{'val map':>9}")
 
 
 def print_row(row: dict[str, Any]) -> None:
     train, val = row["train"], row["val"]
     print(f"{row['name']:<40}{row['steps']:>7}{row['seconds_per_step']:>8.2f}{train['miou']:>12.1f}"
           f"{train['classes_right']:>5}/{train['classes_present']:<3}{val['miou']:>10.1f}"
-          f"{val['classes_right']:>5}/{val['classes_present']:<3}{val['tail']:>7.1f}", flush=True)
+          f"{val['classes_right']:>5}/{val['classes_present']:<3}{val['tail']:>7.1f}{val['map_miou']:>9.1f}", flush=True)
 
 
 def plot_recipe_curves(rows: list[dict[str, Any]], path: Path) -> Path:

@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ov3d_ros.config import FusionNodeConfig, GGSDConfig, StudentSection
+from ov3d_ros.config import FusionNodeConfig, GGSDConfig, StudentSection, load_perception_config
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.scene_labels import SceneLabels
 from ov3d_ros.language.vocabulary import Vocabulary
@@ -237,7 +237,7 @@ class GGSDTrainer:
             load_training_scene(dataset, n, config.fused, cache, self.text, self.offset, target_map,
                                 None if scene_labels is None else scene_labels.get(n),
                                 keep_targets=config.loss == "cosine") for n in names]
-        self.map_fusion: FusionNodeConfig | None = None     # set when training on fused maps (also validated on)
+        self.map_fusion: FusionNodeConfig = load_perception_config(config.maps_config or None).fusion_node
         if config.fused_map_share > 0:
             self.scenes = self._with_fused_maps(self.scenes)
         self.rng = np.random.default_rng([config.seed, self.rank])
@@ -245,10 +245,8 @@ class GGSDTrainer:
     def _with_fused_maps(self, scenes: list[TrainingScene]) -> list[TrainingScene]:
         """The scenes with their fused RGB-D maps attached (made once and cached under <data>/maps); scenes
         without posed frames keep their clouds only."""
-        from ov3d_ros.config import load_perception_config
         from ov3d_ros.mapping.scene_maps import SceneMapCache
 
-        self.map_fusion = load_perception_config(self.config.maps_config or None).fusion_node
         maps = SceneMapCache(self.dataset, self.map_fusion, workers=self.config.threads)
         ignore = self.dataset.info.ignore_label
         out = []
@@ -364,10 +362,10 @@ class GGSDTrainer:
         return StepLosses(*parts, pseudo_accuracy=agree / labelled if labelled else float("nan"),
                           student_accuracy=correct / known_points if known_points else float("nan"))
 
-    def validate(self, scenes: list[str] | None = None) -> dict[str, float]:
+    def validate(self, scenes: list[str] | None = None, on_maps: bool | None = None) -> dict[str, float]:
         """The student's mIoU / mAcc (overall, head / common / tail) and the number of classes it labels right
-        somewhere out of those present, on `scenes` (default: the first `val_scenes` val scenes); when training on
-        fused maps, also its mIoU on those scenes' fused maps (`map_miou`)."""
+        somewhere out of those present, on `scenes` (default: the first `val_scenes` val scenes); with `on_maps`
+        (default: when training on fused maps), also its mIoU on those scenes' fused RGB-D maps (`map_miou`)."""
         from ov3d_ros.evaluation.segmentation import evaluate_features, map_student_runner, student_source
 
         if scenes is None:
@@ -381,7 +379,7 @@ class GGSDTrainer:
             scores = evaluate_features(self.dataset, scenes, student_source(self.model), self.space,
                                        progress=False).scores
             on_maps = {}
-            if self.map_fusion is not None:
+            if on_maps or (on_maps is None and self.config.fused_map_share > 0):
                 source = map_student_runner(self.dataset, self.map_fusion)(self.model, True)
                 on_maps["map_miou"] = evaluate_features(self.dataset, scenes, source, self.space,
                                                         progress=False).scores.miou

@@ -378,17 +378,17 @@ class GGSDTrainer:
         try:
             scores = evaluate_features(self.dataset, scenes, student_source(self.model), self.space,
                                        progress=False).scores
-            on_maps = {}
+            map_scores = {}
             if on_maps or (on_maps is None and self.config.fused_map_share > 0):
                 source = map_student_runner(self.dataset, self.map_fusion)(self.model, True)
-                on_maps["map_miou"] = evaluate_features(self.dataset, scenes, source, self.space,
+                map_scores["map_miou"] = evaluate_features(self.dataset, scenes, source, self.space,
                                                         progress=False).scores.miou
         finally:
             self.model.train(was_training)
         return {"miou": scores.miou, "macc": scores.macc,
                 **{group: scores.group_miou.get(group, float("nan")) for group in ("head", "common", "tail")},
                 "classes_right": int((scores.iou[scores.present] > 0).sum()), "classes_present": int(scores.present.sum()),
-                **on_maps}
+                **map_scores}
 
     def state(self) -> dict[str, Any]:
         return {"step": self.step, "elapsed_s": self.elapsed_s, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),

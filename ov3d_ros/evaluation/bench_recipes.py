@@ -86,7 +86,8 @@ def print_row(row: dict[str, Any]) -> None:
     train, val = row["train"], row["val"]
     print(f"{row['name']:<40}{row['steps']:>7}{row['seconds_per_step']:>8.2f}{train['miou']:>12.1f}"
           f"{train['classes_right']:>5}/{train['classes_present']:<3}{val['miou']:>10.1f}"
-          f"{val['classes_right']:>5}/{val['classes_present']:<3}{val['tail']:>7.1f}{val['map_miou']:>9.1f}", flush=True)
+          f"{val['classes_right']:>5}/{val['classes_present']:<3}{val['tail']:>7.1f}{val['map_miou']:>9.1f}",
+          flush=True)
 
 
 def plot_recipe_curves(rows: list[dict[str, Any]], path: Path) -> Path:

@@ -382,7 +382,7 @@ class GGSDTrainer:
             if on_maps or (on_maps is None and self.config.fused_map_share > 0):
                 source = map_student_runner(self.dataset, self.map_fusion)(self.model, True)
                 map_scores["map_miou"] = evaluate_features(self.dataset, scenes, source, self.space,
-                                                        progress=False).scores.miou
+                                                           progress=False).scores.miou
         finally:
             self.model.train(was_training)
         return {"miou": scores.miou, "macc": scores.macc,

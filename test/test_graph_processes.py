@@ -91,13 +91,17 @@ def test_kill_9_and_restart_resume_the_last_snapshot(scene, tmp_path):
         with GraphClient("test_kill") as client:
             client.wait_for_graph()
             replay_bag(root / "data" / "bags" / scene_id, progress=False, wait_for_subscribers_s=30.0)
-            fusion = {}
+            fusion: dict[str, str] = {}
 
-            def took_everything() -> bool:
+            def took_the_bag() -> bool:
+                """Frames taken (best-effort sensor topics may lose some under load), none waiting, the newest
+                map published and its version unchanged since the last poll."""
+                before = fusion.get("map.version")
                 fusion.update(client.diagnostics("fusion_node"))
-                return fusion.get("queue.waiting_for_tf") == "0" and fusion.get("published.version") == \
-                    fusion.get("map.version") and int(fusion.get("received.depth", 0)) >= 12
-            client.wait_until(took_everything, 60.0, "the fusion node taking the whole bag")
+                return fusion.get("queue.waiting_for_tf") == "0" and int(fusion.get("received.depth", 0)) > 0 \
+                    and fusion.get("published.version") == fusion.get("map.version") == before
+            client.wait_until(took_the_bag, 60.0, "the fusion node taking the bag",
+                              hold_s=2.0)
             voxels = int(fusion["map.voxels"])
             time.sleep(2.5)                       # two snapshot periods: the newest map is on disk
             saved = client.map_file("save", str(tmp_path / "copy.npz"))

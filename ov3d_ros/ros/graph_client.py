@@ -140,14 +140,23 @@ class GraphClient:
         xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1).astype(np.float64)
         return LabelledMap(xyz, cloud["label"].astype(np.int64), unpack_rgb(cloud["rgb"]), tuple(labels))
 
-    def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.2) -> float:
-        """Seconds until `condition()` held; GraphError naming `what` after `timeout_s`."""
+    def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.2,
+                   hold_s: float = 0.0) -> float:
+        """Seconds until `condition()` held (at every poll for `hold_s` in a row, when given); GraphError naming
+        `what` after `timeout_s`."""
         started = time.monotonic()
-        while not condition():
-            if time.monotonic() - started > timeout_s:
+        held_since: float | None = None
+        while True:
+            now = time.monotonic()
+            if condition():
+                held_since = now if held_since is None else held_since
+                if now - held_since >= hold_s:
+                    return held_since - started
+            else:
+                held_since = None
+            if now - started > timeout_s:
                 raise GraphError(f"{what} did not happen within {timeout_s:.0f} s")
             time.sleep(poll_s)
-        return time.monotonic() - started
 
     def close(self) -> None:
         self._executor.shutdown(timeout_sec=2.0)

@@ -22,6 +22,7 @@ from ov3d_ros.messages.types import ROS_TYPES
 from ov3d_ros.ros.dds import configure_transport
 
 ACK_TIMEOUT_S = 2.0
+DISCOVERY_GRACE_S = 0.5
 CLOCK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
@@ -124,8 +125,11 @@ def _restamped(raw: bytes, msgtype: type, offset_ns: int) -> object:
 
 
 def _wait_for_subscribers(publishers: list, timeout_s: float, stop: threading.Event) -> None:
+    """Until every publisher has a subscriber, then DISCOVERY_GRACE_S more: discovery is not symmetric, a
+    subscriber may not yet know the writer the publisher already sees, and would miss the first messages."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not stop.is_set():
         if all(p.get_subscription_count() > 0 for p in publishers):
+            stop.wait(DISCOVERY_GRACE_S)
             return
         time.sleep(0.05)

@@ -168,7 +168,10 @@ class GroundingNodeConfig(NodeConfig):
     grounder_checkpoint: str = param("default", "Distilled grounder ('default' = the shipped one; empty = rank "
                                                 "with the coarse stage only).")
     min_class_similarity: float = param(0.2, "An answer needs an object whose class distribution gives the "
-                                             "query's target at least this much.", 0.0, 1.0)
+                                             "query's target at least this much to be ranked by class.", 0.0, 1.0)
+    min_resemblance: float = param(0.01, "Without such an object, the query is still answered (with low scores) "
+                                         "when an object's class distribution gives the target at least this "
+                                         "much; else refused as nothing in the map resembling it.", 0.0, 1.0)
     language: LanguageConfig = section(LanguageConfig, "The text encoder queries are embedded with.")
 
     def __post_init__(self) -> None:

@@ -1,12 +1,15 @@
 """The ROS-free grounding engine: query validation, the empty map, ranking, no-match answers."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from text_fakes import hash_vectors
 
-from ov3d_ros.grounding.engine import GroundingEngine, QueryError, validate_query
+from ov3d_ros.grounding.engine import NOT_LABELLED, GroundingEngine, QueryError, validate_query
+from ov3d_ros.grounding.grounders import coarse_ranking
 from ov3d_ros.grounding.objects import SceneObjects
 from ov3d_ros.language.vocabulary import Vocabulary
 
@@ -63,6 +66,29 @@ def test_a_class_absent_from_the_map_is_a_clear_no_match():
     answer = engine.ground("the bathtub in the corner", 3)
     assert not answer.success
     assert "nothing in the map looks like 'bathtub'" in answer.message and "chair, table" in answer.message
+
+
+def test_a_target_no_object_is_labelled_as_but_one_resembles_is_answered_with_low_scores():
+    engine = GroundingEngine(hash_vectors)
+    room = objects([0, 1, 0], 3, [0.0, 1.0, 2.0])
+    room = dataclasses.replace(room, distributions=np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.9, 0.05, 0.05]]))
+    engine.set_map(room, vocabulary(["chair", "table", "bathtub"]), instance_ids=[4, 5, 6])
+    answer = engine.ground("the bathtub in the corner", 3)    # the third object is a little like a bathtub
+    assert answer.success and answer.message.startswith(NOT_LABELLED + "'bathtub'")
+    assert answer.candidates[0].instance_id == 6 and all(c.score <= 0.05 for c in answer.candidates)
+
+
+def test_scores_are_the_ranking_share_times_the_class_evidence():
+    engine = GroundingEngine(hash_vectors)
+    room = objects([0, 1, 0], 3, [0.0, 1.0, 2.0])
+    room = dataclasses.replace(room, distributions=np.array([[0.9, 0.1, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.0]]))
+    engine.set_map(room, vocabulary(["chair", "table", "bathtub"]))
+    answer = engine.ground("the chair", 3)
+    shares = coarse_ranking(np.array([[0.9, 0.5], [0.0, 0.5], [0.5, 0.5]]), engine.settings.class_weight)
+    shares /= shares.sum()
+    expected = shares * np.array([0.9, 0.0, 0.5])
+    assert [c.instance_id for c in answer.candidates] == [0, 2, 1]
+    assert np.allclose([c.score for c in answer.candidates], expected[[0, 2, 1]])
 
 
 def test_set_map_checks_the_vocabulary_and_ids():

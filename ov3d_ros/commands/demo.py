@@ -20,15 +20,13 @@ from ov3d_ros.config import MultiViewFusionConfig, SynthConfig, default_config_p
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.ply import write_ply
 from ov3d_ros.data.scanrefer import ReferringExpression
+from ov3d_ros.evaluation.answers import RIGHT_IOU
 from ov3d_ros.evaluation.online import LabelledMap, plot_top_down, scene_descriptions
 from ov3d_ros.geometry.boxes import OrientedBox, box_iou
 
 SPLIT = "demo"
 DESCRIPTION_QUERIES = 3
 MIN_CLASS_VOXELS = 500        # a class "is on the map" when this many voxels carry it
-
-
-RIGHT_IOU = 0.25              # an answer is right when its box overlaps one of the query's objects this much
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from typing import Any
 from ov3d_ros.config import load_perception_config
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.evaluation.online import LabelledMap, plot_top_down
-from ov3d_ros.evaluation.plots import plot_method_bars
+from ov3d_ros.evaluation.plots import plot_method_bars, plot_reliability
 from ov3d_ros.evaluation.reports import write_json
 
 
 def write_replay_report(report: dict[str, Any], labelled: LabelledMap, out_json: Path) -> None:
-    """The JSON and its two pictures beside it (`<stem>_map.png`, `<stem>_iou.png`)."""
+    """The JSON and its pictures beside it (`<stem>_map.png`, `<stem>_iou.png`, `<stem>_reliability.png`)."""
     seg = report["segmentation"]
     title = f"{report['scene']}: online mIoU {seg['online']['miou']:.1f} (offline {seg['offline']['miou']:.1f})"
     map_png = plot_top_down(labelled, out_json.with_name(f"{out_json.stem}_map.png"), title)
@@ -22,13 +22,16 @@ def write_replay_report(report: dict[str, Any], labelled: LabelledMap, out_json:
     iou_png = plot_method_bars(classes, {name: [seg[name]["per_class_iou"].get(c, 0.0) for c in classes]
                                          for name in ("online", "offline")}, "IoU (%)",
                                out_json.with_name(f"{out_json.stem}_iou.png"))
-    report["plots"] = {"map": map_png.name, "per_class_iou": iou_png.name}
+    reliability_png = plot_reliability(report["grounding"]["answers"],
+                                       out_json.with_name(f"{out_json.stem}_reliability.png"))
+    report["plots"] = {"map": map_png.name, "per_class_iou": iou_png.name, "reliability": reliability_png.name}
     write_json(out_json, report)
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """The report's headline numbers, one per line."""
     seg, ground = report["segmentation"], report["grounding"]
+    answers = ground["answers"]
     overall = ground["accuracy"]["overall"]
     refresh, service = report["semantic_map_refresh_s"], ground["service_latency_ms"]
     return [
@@ -40,6 +43,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"grounding Acc@0.25 {overall['acc@0.25']:.1f}, Acc@0.5 {overall['acc@0.5']:.1f} over "
         f"{ground['queries']} descriptions ({ground['answered']} answered); /ground_object p50 "
         f"{service['p50']:.1f} ms, p99 {service['p99']:.1f} ms",
+        f"answers right {100 * answers['precision_answered']:.1f} % of the time; "
+        + ", ".join(f"{kind} {count}" for kind, count in answers["kinds"].items()),
     ]
 
 

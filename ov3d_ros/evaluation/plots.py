@@ -166,3 +166,25 @@ def plot_method_bars(methods: Sequence[str], series: dict[str, Sequence[float]],
     axes.grid(True, axis="y", alpha=0.3)
     axes.legend()
     return _save_png(fig, path)
+
+
+def plot_reliability(report: dict, path: str | os.PathLike) -> Path:
+    """The reliability curve of an `answer_report`: share right against mean score per bin (the diagonal is a
+    calibrated score), with the answers per bin as bars."""
+    rows = [r for r in report["reliability"] if r["count"]]
+    fig = _new_figure(5.0, 4.0)
+    axes = fig.add_subplot()
+    axes.plot([0, 1], [0, 1], color="0.6", linestyle="--", label="calibrated")
+    axes.plot([r["mean_score"] for r in rows], [r["right"] for r in rows], marker="o",
+              label=f"answers (precision {100 * report['precision_answered']:.0f} %)")
+    counts = axes.twinx()
+    counts.bar([(r["low"] + r["high"]) / 2 for r in report["reliability"]],
+               [r["count"] for r in report["reliability"]], width=0.08, alpha=0.2, color="C1")
+    counts.set_ylabel("answers in the bin")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("score of the top candidate")
+    axes.set_ylabel(f"share right (IoU >= {report['right_iou']})")
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="upper left")
+    return _save_png(fig, path)

@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ov3d_ros.grounding.grounders import (DistilledGrounder, PreparedScene, QueryEncoder, coarse_matrix,
-                                          coarse_ranking, load_grounding_model, prepare_scene)
+from ov3d_ros.grounding.grounders import (DistilledGrounder, PreparedScene, QueryContext, QueryEncoder,
+                                          coarse_matrix, coarse_ranking, load_grounding_model, prepare_scene)
 from ov3d_ros.grounding.objects import SceneObjects
 from ov3d_ros.grounding.query import QueryParser
 from ov3d_ros.grounding.relations import (RelationGeometry, apply_relations, door_view, relation_geometry,
@@ -50,6 +50,7 @@ class GroundingAnswer:
 
 
 _CONTROL = {"Cc", "Cf", "Cs", "Co", "Cn"}
+NOT_LABELLED = "no object is labelled as "     # the message of an answer ranked by feature similarity alone
 
 
 def validate_query(query: object, max_chars: int) -> str:
@@ -75,7 +76,8 @@ class EngineSettings:
     class_weight: float = 0.7          # coarse stage: class vs feature similarity
     neighbours: int = 16               # context objects per object (as the grounder was trained)
     door_label: str = "door"           # viewpoint of left / right ("" = the map's x axis)
-    min_class_similarity: float = 0.2  # below this for every object, the query's target is not in the map
+    min_class_similarity: float = 0.2  # below this for every object, no object is labelled as the query's target
+    min_resemblance: float = 0.01      # ... and below this for every object too, nothing in the map resembles it
     max_query_chars: int = 1000
     query_cache: int = 1024            # queries whose embeddings are kept
     relations: bool = True             # rescore the target class by the query's spatial relations (relations.py)
@@ -162,28 +164,45 @@ class GroundingEngine:
             context = state.queries(text)
             scene = state.scene
             coarse = coarse_matrix(context, scene)
-            if coarse[:, 0].max() < self.settings.min_class_similarity:
-                wanted = context.parsed.target_phrase or text
-                mapped = ", ".join(sorted({state.labels[i] for i in scene.objects.labels}))
-                return GroundingAnswer(False, f"nothing in the map looks like '{wanted}'; mapped labels: {mapped}")
-            if self.grounder is not None:
-                logits = self.grounder.scores(context, scene, coarse)
-                scores = np.exp(logits - logits.max())
-                scores /= scores.sum()
-            else:
-                scores = coarse_ranking(coarse, self.settings.class_weight)
-            if self.settings.relations and context.parsed.relations:
-                relations = relation_scores(context.parsed, scene.objects, state.geometry, coarse[:, 0])
-                scores = apply_relations(scores, relations, coarse[:, 0])
-                if self.grounder is not None:
-                    scores /= scores.sum()
+            wanted = context.parsed.target_phrase or text
+            best = float(coarse[:, 0].max())
+            labelled = best >= self.settings.min_class_similarity
+            if best < self.settings.min_resemblance:
+                return GroundingAnswer(False, f"nothing in the map looks like '{wanted}' (best class evidence "
+                                              f"{best:.3f}); mapped labels: {self._mapped_labels(state)}")
+            share = self._shares(context, scene, state, coarse)
+        # the score: the ranking's share of the object times its class evidence (the mass of its class distribution
+        # on the target), an estimate of the chance that it is the described object, ranks; when no object is labelled
+        # as the target, the answer says so
+        scores = share * coarse[:, 0]
         order = np.lexsort((np.arange(len(scores)), -scores))[:max(int(max_results), 1)]
         objects = scene.objects
         candidates = tuple(MapObject(int(state.instance_ids[i]), state.labels[int(objects.labels[i])],
                                      float(scores[i]), objects.centres[i].copy(), objects.sizes[i].copy(),
                                      yaw_quaternion(float(objects.yaws[i]))) for i in order)
-        return GroundingAnswer(True, f"{len(candidates)} candidate(s) for '{context.parsed.target_phrase or text}'",
-                               candidates)
+        if labelled:
+            return GroundingAnswer(True, f"{len(candidates)} candidate(s) for '{wanted}'", candidates)
+        return GroundingAnswer(True, f"{NOT_LABELLED}'{wanted}' (mapped labels: {self._mapped_labels(state)}); "
+                                     f"{len(candidates)} candidate(s) of weak resemblance (best class evidence {best:.3f})",
+                             candidates)
+
+    def _shares(self, context: QueryContext, scene: PreparedScene, state: _MapState,
+                coarse: np.ndarray) -> np.ndarray:
+        """(P,) the ranking's distribution over the objects: the grounder's softmax (or the normalised coarse
+        scores), reordered within the target class by the query's spatial relations."""
+        if self.grounder is not None:
+            logits = self.grounder.scores(context, scene, coarse)
+            scores = np.exp(logits - logits.max())
+        else:
+            scores = coarse_ranking(coarse, self.settings.class_weight)
+        if self.settings.relations and context.parsed.relations:
+            relations = relation_scores(context.parsed, scene.objects, state.geometry, coarse[:, 0])
+            scores = apply_relations(scores, relations, coarse[:, 0])
+        return scores / max(float(scores.sum()), 1e-12)
+
+    @staticmethod
+    def _mapped_labels(state: _MapState) -> str:
+        return ", ".join(sorted({state.labels[i] for i in state.scene.objects.labels}))
 
 
 def default_grounder_path() -> Path:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ov3d_ros.config import FusionNodeConfig, PerceptionConfig
 from ov3d_ros.data.dataset import Dataset
+from ov3d_ros.evaluation.answers import Answer, answer_report
 from ov3d_ros.evaluation.grounding import grounding_accuracy
 from ov3d_ros.evaluation.latency import percentiles
 from ov3d_ros.evaluation.online import (LabelledMap, answer_box, grounding_cases, offline_scores, online_scores,
@@ -106,6 +107,12 @@ def ground_all(client: GraphClient, queries: Sequence[str], progress: bool) -> t
     return responses, latencies
 
 
+def as_answer(response: Any) -> Answer:
+    """A /ground_object response as the evaluation's Answer (its top candidate's score)."""
+    return Answer(bool(response.success), response.message,
+                  float(response.candidates[0].score) if response.success and response.candidates else None)
+
+
 def top_box(response: Any) -> OrientedBox | None:
     if not response.success or not response.candidates:
         return None
@@ -164,6 +171,7 @@ def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scen
                          "map_voxels": len(labelled.xyz)},
         "grounding": {"accuracy": grounding_accuracy(cases), "queries": len(expressions),
                       "answered": sum(bool(r.success) for r in responses),
+                      "answers": answer_report([as_answer(r) for r in responses], cases),
                       "service_latency_ms": percentiles(latencies)},
         "stages": {name: stage_latencies(values) for name, values in diagnostics.items()},
         "drops": {name: counters(values, "drops.") for name, values in diagnostics.items()},

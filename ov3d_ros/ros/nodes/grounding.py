@@ -41,6 +41,7 @@ class GroundingNode(TfListenerMixin, Node):
         self.encoder.encode(["warm up"])          # load the text model now, not at a planner's first call
         self.engine = load_engine(self.encoder.encode, c.grounder_checkpoint,
                                   EngineSettings(min_class_similarity=c.min_class_similarity,
+                                                 min_resemblance=c.min_resemblance,
                                                  max_query_chars=c.max_query_chars))
         self.drops = DropCounter(self.get_logger(), c.log_throttle_s)
         self.times = StageTimes()

@@ -137,7 +137,9 @@ class SegmentationNodeConfig(NodeConfig):
                             0.0, 100.0)
     tile_m: float = param(8.0, "Largest extent of the cells of one network pass: a cube around the most changed "
                                "cell (bounds its memory with margin_m).", 0.05, 1000.0)
-    objects_period_s: float = param(3.0, "Least seconds between two refreshes of the instances.", 0.0, 3600.0)
+    objects_period_s: float = param(3.0, "Least seconds between two refreshes of the instances while the "
+                                         "network is behind the map (once it has caught up they refresh at once).",
+                                    0.0, 3600.0)
     threads: int = param(2, "torch CPU threads of the network.", 1, 256)
     network_nice: int = param(10, "Niceness of the network's threads (0 = as the node; higher = lower priority "
                                   "than sensor ingestion).", 0, 19)

@@ -375,8 +375,6 @@ class SemanticMap:
         return ids
 
 
-
-
 def _downsample(xyz: np.ndarray, rgb: np.ndarray, features: np.ndarray, cell_m: float
                 ) -> tuple[np.ndarray, np.ndarray, torch.Tensor, np.ndarray]:
     """Mean position, colour and unit mean feature of the voxels in each `cell_m` cell, and their count."""

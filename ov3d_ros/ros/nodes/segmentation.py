@@ -4,8 +4,8 @@ Two threads do the work, so the executor keeps serving /set_vocabulary and new d
 network (`ov3d_ros.mapping.semantic_map`):
 - labels: each new /ov3d/map is taken at once (one that arrives while another waits replaces it: counted as
   `superseded`); new voxels are labelled from their neighbours, and the semantic map is published;
-- network: the student catches up over the changed regions one tile at a time, and every `objects_period_s`
-  the instances are refreshed and published (boxes for RViz, objects for the grounding node) and the semantic
+- network: the student catches up over the changed regions one tile at a time; once it has caught up (and
+  every `objects_period_s` while it has not) the instances are refreshed and published (boxes for RViz, objects for the grounding node) and the semantic
   map is published again with the network's new features (a map is megabytes: not after every tile).
 """
 from __future__ import annotations
@@ -197,13 +197,9 @@ class SegmentationNode(Node):
                 self._network_step()
 
     def _network_wait(self) -> float | None:
-        """Seconds the network thread may sleep: none while blocks are stale, until the objects are due, or
-        until woken."""
-        if self.semantic.stale_blocks:
-            return 0.0
-        if not self._objects_due:
-            return None
-        return max(0.0, self._last_objects + self.config.objects_period_s - time.monotonic())
+        """Seconds the network thread may sleep: none while blocks are stale or objects are due, else until
+        woken."""
+        return 0.0 if self.semantic.stale_blocks or self._objects_due else None
 
     @guarded("internal_error")
     def _network_step(self) -> None:
@@ -213,7 +209,9 @@ class SegmentationNode(Node):
             if report.recomputed:                # shown with the next map, or with the objects' refresh
                 self.times.add("student", report.student_s * 1000.0)
                 self._objects_due = True
-        if self._objects_due and time.monotonic() - self._last_objects >= self.config.objects_period_s:
+        # objects once the network has caught up, and every objects_period_s while it has not
+        caught_up = not self.semantic.stale_blocks
+        if self._objects_due and (caught_up or time.monotonic() - self._last_objects >= self.config.objects_period_s):
             self._objects_due = False
             self._last_objects = time.monotonic()
             version = self.semantic.version

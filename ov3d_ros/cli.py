@@ -290,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "GGSD's Table 4 on the benchmark: 2D fusion and four trained rows, one budget",
                     "Train pixel-point distillation, geometry-guided distillation, + EMA self-distillation and full "
                     "GGSD with one budget (the stage-2 rows resume from the geometry-guided checkpoint) and score "
-                    "each on the val split beside 2D fusion.", "folder for the four runs and ablation.json")
+                    "each on the val split beside 2D fusion. A row cut off part way resumes from its last.pt.",
+                    "folder for the four runs and ablation.json").add_argument(
+        "--restart", action="store_true", help="train every row from scratch (ignore the rows' last.pt)")
 
     vlg = sub_parsers["train"].add_parser(
         "vlg", help="3DSS-VLG: pseudo labels from scene-level labels, adapter, soft guidance of the student",

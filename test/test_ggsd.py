@@ -250,6 +250,12 @@ def test_ablation_bench_trains_and_scores_every_row(tiny_dataset, tmp_path, monk
                                                       "full GGSD (+ superpoint voting)"]
     assert (tmp_path / "a" / "ablation.png").stat().st_size > 0
     assert load_checkpoint(tmp_path / "a" / "full" / "final.pt")["step"] == 6
+    log = tmp_path / "a" / "geometry-guided" / "log.csv"
+    rows = log.read_text().count("\n")
+    assert main(["bench", "ggsd-ablation", "--data", str(dataset.root), "--out", str(tmp_path / "a"), "--config",
+                 str(config), "--distill-steps", "4", "--self-distill-steps", "2", "--quiet"]) == 0
+    assert log.read_text().count("\n") == rows                  # finished rows resume at their end: no step
+    assert json.loads((tmp_path / "a" / "ablation.json").read_text())["rows"] == table["rows"]
 
 
 def test_a_student_labels_the_map_fused_from_a_scenes_frames(tiny_dataset):

@@ -230,9 +230,11 @@ def run_bench_ggsd_ablation(args: argparse.Namespace) -> int:
     """GGSD's ablation on the benchmark with one budget: 2D fusion, then the four trained rows of Table 4.
 
     The two stage-2 rows resume from the geometry-guided row's checkpoint (its schedule is independent of stage 2),
-    so every row with self-distillation has seen exactly the same stage 1.
+    so every row with self-distillation has seen exactly the same stage 1. A row cut off part way (or finished)
+    resumes from its own last.pt, unless --restart.
     """
     import dataclasses
+    import shutil
 
     from ov3d_ros.evaluation.segmentation import fused_source, student_source
     from ov3d_ros.training.ggsd import GGSDTrainer
@@ -248,8 +250,10 @@ def run_bench_ggsd_ablation(args: argparse.Namespace) -> int:
         run = out / RUN_FOLDERS[name]
         row_config = dataclasses.replace(base, superpoint_loss=sp_loss, self_distillation=self_distill,
                                          superpoint_voting=voting)
+        if args.restart:
+            shutil.rmtree(run, ignore_errors=True)
         trainer = GGSDTrainer(dataset, vocabulary, row_config, config.student, run, progress=not args.quiet)
-        if self_distill:
+        if not trainer.resume_latest() and self_distill:
             trainer.resume(out / "geometry-guided" / "final.pt")
         trainer.run()
         trainer.model.eval()

@@ -38,10 +38,8 @@ def run_train_ggsd(args: argparse.Namespace) -> int:
 
 def _run(trainer: GGSDTrainer, out: Path, restart: bool) -> None:
     """Run a student trainer in `out`, resuming from out/last.pt unless `restart`."""
-    last = out / "last.pt"
-    if last.exists() and not restart:
-        trainer.resume(last)
-        print(f"resuming from {last} at step {trainer.step}")
+    if not restart and trainer.resume_latest():
+        print(f"resuming from {out / 'last.pt'} at step {trainer.step}")
     final = trainer.run()
     if trainer.rank == 0:
         print(f"trained {trainer.total_steps} steps; checkpoint {final}; logs {out / 'log.csv'}, "

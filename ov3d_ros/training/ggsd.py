@@ -412,6 +412,14 @@ class GGSDTrainer:
             self.ema = copy.deepcopy(self.model).eval()
             self.ema.load_state_dict(content["ema"])
 
+    def resume_latest(self) -> bool:
+        """Resume from this run's own out_dir/last.pt when there is one (a run cut off part way); True if so."""
+        last = self.out_dir / "last.pt"
+        if not last.exists():
+            return False
+        self.resume(last)
+        return True
+
     def run(self, validate_at: tuple[float, ...] = ()) -> Path:
         """Train to `total_steps` or the time budget (from a resumed step if any); returns the final checkpoint's
         path. Besides every `val_every` steps, the student is validated when training passes each fraction of

@@ -14,7 +14,7 @@ from ov3d_ros.grounding.engine import NOT_LABELLED
 @pytest.mark.parametrize("answer,kind", [
     (Answer(True, "1 candidate(s) for 'chair'", 0.4), "answered"),
     (Answer(True, NOT_LABELLED + "'lamp' (mapped labels: chair); 1 candidate(s)", 0.01),
-     "answered by feature similarity"),
+     "answered, no object labelled as the target"),
     (Answer(False, "map is empty: no objects have been mapped yet"), "refused: empty map"),
     (Answer(False, "nothing in the map looks like 'lamp'; mapped labels: chair"),
      "refused: nothing resembles the target"),

@@ -13,7 +13,8 @@ from ov3d_ros.grounding.engine import NOT_LABELLED
 
 RIGHT_IOU = 0.25
 # message prefix -> the kind of answer (see GroundingEngine.ground and GroundingNode.on_ground_object)
-_KINDS = ((NOT_LABELLED, "answered by feature similarity"), ("map is empty", "refused: empty map"),
+_KINDS = ((NOT_LABELLED, "answered, no object labelled as the target"),
+          ("map is empty", "refused: empty map"),
           ("nothing in the map looks like", "refused: nothing resembles the target"),
           ("cannot answer in frame", "refused: unreachable frame"), ("internal error", "refused: internal error"))
 
@@ -28,7 +29,8 @@ class Answer:
 
 
 def answer_kind(answer: Answer) -> str:
-    """'answered', 'answered by feature similarity' or 'refused: <reason>' (bad queries: 'refused: bad query')."""
+    """'answered', 'answered, no object labelled as the target' or 'refused: <reason>' (a bad query: 'refused:
+    bad query')."""
     for prefix, kind in _KINDS:
         if answer.message.startswith(prefix):
             return kind

@@ -50,7 +50,7 @@ class GroundingAnswer:
 
 
 _CONTROL = {"Cc", "Cf", "Cs", "Co", "Cn"}
-NOT_LABELLED = "no object is labelled as "     # the message of an answer ranked by feature similarity alone
+NOT_LABELLED = "no object is labelled as "     # how the message of an answer without such an object starts
 
 
 def validate_query(query: object, max_chars: int) -> str:
@@ -183,8 +183,8 @@ class GroundingEngine:
         if labelled:
             return GroundingAnswer(True, f"{len(candidates)} candidate(s) for '{wanted}'", candidates)
         return GroundingAnswer(True, f"{NOT_LABELLED}'{wanted}' (mapped labels: {self._mapped_labels(state)}); "
-                                     f"{len(candidates)} candidate(s) of weak resemblance (best class evidence {best:.3f})",
-                             candidates)
+                                     f"{len(candidates)} candidate(s) of weak resemblance (best class evidence "
+                                     f"{best:.3f})", candidates)
 
     def _shares(self, context: QueryContext, scene: PreparedScene, state: _MapState,
                 coarse: np.ndarray) -> np.ndarray:

@@ -5,8 +5,9 @@ network (`ov3d_ros.mapping.semantic_map`):
 - labels: each new /ov3d/map is taken at once (one that arrives while another waits replaces it: counted as
   `superseded`); new voxels are labelled from their neighbours, and the semantic map is published;
 - network: the student catches up over the changed regions one tile at a time; once it has caught up (and
-  every `objects_period_s` while it has not) the instances are refreshed and published (boxes for RViz, objects for the grounding node) and the semantic
-  map is published again with the network's new features (a map is megabytes: not after every tile).
+  every `objects_period_s` while it has not) the instances are refreshed and published (boxes for RViz,
+  objects for the grounding node) and the semantic map is published again with the network's new features (a
+  map is megabytes: not after every tile).
 """
 from __future__ import annotations
 

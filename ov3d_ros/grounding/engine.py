@@ -171,9 +171,8 @@ class GroundingEngine:
                 return GroundingAnswer(False, f"nothing in the map looks like '{wanted}' (best class evidence "
                                               f"{best:.3f}); mapped labels: {self._mapped_labels(state)}")
             share = self._shares(context, scene, state, coarse)
-        # the score: the ranking's share of the object times its class evidence (the mass of its class distribution
-        # on the target), an estimate of the chance that it is the described object, ranks; when no object is labelled
-        # as the target, the answer says so
+        # the score, which ranks: the ranking's share of the object times its class evidence (the mass of its class
+        # distribution on the target), an estimate of the chance that it is the described object
         scores = share * coarse[:, 0]
         order = np.lexsort((np.arange(len(scores)), -scores))[:max(int(max_results), 1)]
         objects = scene.objects

@@ -165,6 +165,8 @@ class GroundingNodeConfig(NodeConfig):
     max_results_limit: int = param(50, "Upper bound on candidates per answer, whatever a request asks.", 1, 1000)
     objects_topic: str = param("/ov3d/objects", "The map's objects (ov3d_interfaces/ObjectMap from "
                                                 "segmentation_node).")
+    answer_markers_topic: str = param("/ov3d/grounding/answer", "Each answer's candidates as boxes with "
+                                                                "captions (MarkerArray, latched) for RViz.")
     tf_cache_s: float = param(30.0, "How much transform history the TF buffer keeps (for target_frame).",
                               1.0, 3600.0)
     grounder_checkpoint: str = param("default", "Distilled grounder ('default' = the shipped one; empty = rank "

@@ -3,7 +3,7 @@ publishes, answering in the requested frame (TF)."""
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped, Vector3
@@ -12,6 +12,7 @@ from ov3d_interfaces.srv import GroundObject
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from scipy.spatial.transform import Rotation
+from visualization_msgs.msg import MarkerArray
 
 from ov3d_ros.config import GroundingNodeConfig
 from ov3d_ros.evaluation.latency import StageTimes
@@ -21,12 +22,16 @@ from ov3d_ros.grounding.engine import EngineSettings, GroundingAnswer, MapObject
 from ov3d_ros.language.encoders import build_text_encoder
 from ov3d_ros.language.vocabulary import Vocabulary, configured_vocabulary
 from ov3d_ros.messages import MessageError
+from ov3d_ros.messages.markers import CaptionedBox, box_markers
 from ov3d_ros.messages.object_map import msg_to_object_map
 from ov3d_ros.ros.drops import DropCounter, guarded
 from ov3d_ros.ros.health import Health
 from ov3d_ros.ros.params import declare_config
 from ov3d_ros.ros.qos import LATCHED
 from ov3d_ros.ros.tf_listener import TfListenerMixin
+
+ANSWER_CAPTION_CHARS = 60                  # of the query, in the best candidate's caption
+BEST_RGB, OTHER_RGB = np.array([0.1, 0.85, 0.2]), np.array([1.0, 0.6, 0.1])
 
 
 class GroundingNode(TfListenerMixin, Node):
@@ -53,6 +58,7 @@ class GroundingNode(TfListenerMixin, Node):
         self.create_subscription(ObjectMap, c.objects_topic, self.on_objects, LATCHED, callback_group=map_group)
         self.service = self.create_service(GroundObject, "/ground_object", self.on_ground_object,
                                            callback_group=service_group)
+        self.answer_publisher = self.create_publisher(MarkerArray, c.answer_markers_topic, LATCHED)
         self.health = Health(self, self.drops, self.times, c.diagnostics_period_s, self._health_values,
                              callback_group=map_group)
         self.get_logger().info("serving /ground_object")
@@ -91,6 +97,8 @@ class GroundingNode(TfListenerMixin, Node):
             if to_target is not None else []
         if not answer.success:
             self.get_logger().debug(f"query {request.query[:80]!r} not answered: {answer.message}")
+        self.answer_publisher.publish(answer_markers(str(request.query), response.candidates, target,
+                                                     self.get_clock().now().to_msg()))
         return response
 
     def _to_target(self, target: str) -> RigidTransform:
@@ -118,6 +126,22 @@ class GroundingNode(TfListenerMixin, Node):
 
     def _health_values(self) -> dict[str, Any]:
         return {"objects": self.engine.object_count, "objects.stamp_ns": self.map_stamp_ns}
+
+
+def answer_markers(query: str, candidates: Sequence[GroundedObject], frame: str, stamp: Any) -> MarkerArray:
+    """An answer for RViz: the best candidate's box (with the query in its caption) and fainter boxes for the
+    others, each captioned with its label and score; no candidates clear the previous answer."""
+    boxes = []
+    for rank, candidate in enumerate(candidates):
+        pose, size = candidate.pose.pose, candidate.size
+        prefix = f"'{query[:ANSWER_CAPTION_CHARS]}': " if rank == 0 else ""
+        boxes.append(CaptionedBox(rank, np.array([pose.position.x, pose.position.y, pose.position.z]),
+                                  np.array([size.x, size.y, size.z]),
+                                  np.array([pose.orientation.x, pose.orientation.y, pose.orientation.z,
+                                            pose.orientation.w]),
+                                  BEST_RGB if rank == 0 else OTHER_RGB, 0.5 if rank == 0 else 0.2,
+                                  f"{prefix}{candidate.label} {candidate.score:.2f}"))
+    return box_markers(boxes, frame, stamp)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from ov3d_interfaces.srv import SetVocabulary
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 from ov3d_ros.config import ConfigError, SegmentationNodeConfig, state_dir
 from ov3d_ros.data.synthetic.categories import label_entries
@@ -40,6 +40,7 @@ from ov3d_ros.mapping.label_colours import label_colours
 from ov3d_ros.mapping.semantic_map import SemanticMap, SemanticMapSettings
 from ov3d_ros.mapping.sensor_points import LIDAR_GREY
 from ov3d_ros.messages import MessageError, array_to_pointcloud2, pack_rgb, pointcloud2_to_array, unpack_rgb
+from ov3d_ros.messages.markers import CaptionedBox, box_markers
 from ov3d_ros.messages.object_map import ObjectMapContent, object_map_to_msg
 from ov3d_ros.messages.pointcloud import xyz_from_array
 from ov3d_ros.messages.types import stamp_to_ns
@@ -261,30 +262,11 @@ class SegmentationNode(Node):
         self.marker_publisher.publish(self._markers(objects, ids, vocabulary.labels))
 
     def _markers(self, objects: SceneObjects, ids: np.ndarray, labels: tuple[str, ...]) -> MarkerArray:
-        markers = [Marker(action=Marker.DELETEALL)]
         colours = label_colours(labels) / 255.0
-        stamp = self.get_clock().now().to_msg()
-        for i in range(len(objects)):
-            label = int(objects.labels[i])
-            for kind, namespace in ((Marker.CUBE, "boxes"), (Marker.TEXT_VIEW_FACING, "labels")):
-                marker = Marker(type=kind, ns=namespace, id=int(ids[i]), action=Marker.ADD)
-                marker.header.frame_id, marker.header.stamp = self.config.map_frame, stamp
-                p = marker.pose.position
-                p.x, p.y, p.z = (float(v) for v in objects.centres[i])
-                q = marker.pose.orientation
-                q.x, q.y, q.z, q.w = (float(v) for v in yaw_quaternion(float(objects.yaws[i])))
-                r, g, b = (float(v) for v in colours[label])
-                marker.color.r, marker.color.g, marker.color.b = r, g, b
-                if kind == Marker.CUBE:
-                    marker.scale.x, marker.scale.y, marker.scale.z = (float(v) for v in objects.sizes[i])
-                    marker.color.a = MARKER_ALPHA
-                else:
-                    p.z += float(objects.sizes[i][2]) / 2 + 0.1
-                    marker.scale.z = 0.12
-                    marker.color.a = 1.0
-                    marker.text = f"{labels[label]} #{int(ids[i])}"
-                markers.append(marker)
-        return MarkerArray(markers=markers)
+        boxes = [CaptionedBox(int(ids[i]), objects.centres[i], objects.sizes[i],
+                              yaw_quaternion(float(objects.yaws[i])), colours[int(objects.labels[i])], MARKER_ALPHA,
+                              f"{labels[int(objects.labels[i])]} #{int(ids[i])}") for i in range(len(objects))]
+        return box_markers(boxes, self.config.map_frame, self.get_clock().now().to_msg())
 
     def _health_values(self) -> dict[str, Any]:
         with self._lock:

@@ -9,14 +9,13 @@ from typing import Sequence
 import numpy as np
 
 from ov3d_ros.evaluation.grounding import GroundingCase
-from ov3d_ros.grounding.engine import NOT_LABELLED
+from ov3d_ros.grounding.engine import EMPTY_MAP, INTERNAL_ERROR, NOT_LABELLED, NOTHING_RESEMBLES, UNREACHABLE_FRAME
 
 RIGHT_IOU = 0.25
 # message prefix -> the kind of answer (see GroundingEngine.ground and GroundingNode.on_ground_object)
-_KINDS = ((NOT_LABELLED, "answered, no object labelled as the target"),
-          ("map is empty", "refused: empty map"),
-          ("nothing in the map looks like", "refused: nothing resembles the target"),
-          ("cannot answer in frame", "refused: unreachable frame"), ("internal error", "refused: internal error"))
+_KINDS = ((NOT_LABELLED, "answered, no object labelled as the target"), (EMPTY_MAP, "refused: empty map"),
+          (NOTHING_RESEMBLES, "refused: nothing resembles the target"),
+          (UNREACHABLE_FRAME, "refused: unreachable frame"), (INTERNAL_ERROR, "refused: internal error"))
 
 
 @dataclass(frozen=True)

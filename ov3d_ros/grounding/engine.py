@@ -50,7 +50,12 @@ class GroundingAnswer:
 
 
 _CONTROL = {"Cc", "Cf", "Cs", "Co", "Cn"}
-NOT_LABELLED = "no object is labelled as "     # how the message of an answer without such an object starts
+# how the messages of /ground_object start, by kind (the evaluation classifies answers by them)
+EMPTY_MAP = "map is empty"
+NOTHING_RESEMBLES = "nothing in the map looks like"
+NOT_LABELLED = "no object is labelled as "       # answered, but no object is labelled as the target
+UNREACHABLE_FRAME = "cannot answer in frame"
+INTERNAL_ERROR = "internal error"
 
 
 def validate_query(query: object, max_chars: int) -> str:
@@ -159,7 +164,7 @@ class GroundingEngine:
             return GroundingAnswer(False, str(exc))
         state = self._state
         if state is None or not len(state.scene.objects):
-            return GroundingAnswer(False, "map is empty: no objects have been mapped yet")
+            return GroundingAnswer(False, f"{EMPTY_MAP}: no objects have been mapped yet")
         with self._lock:                       # the query and map caches are shared between callers
             context = state.queries(text)
             scene = state.scene
@@ -168,7 +173,7 @@ class GroundingEngine:
             best = float(coarse[:, 0].max())
             labelled = best >= self.settings.min_class_similarity
             if best < self.settings.min_resemblance:
-                return GroundingAnswer(False, f"nothing in the map looks like '{wanted}' (best class evidence "
+                return GroundingAnswer(False, f"{NOTHING_RESEMBLES} '{wanted}' (best class evidence "
                                               f"{best:.3f}); mapped labels: {self._mapped_labels(state)}")
             share = self._shares(context, scene, state, coarse)
         # the score, which ranks: the ranking's share of the object times its class evidence (the mass of its class

@@ -18,7 +18,8 @@ from ov3d_ros.config import GroundingNodeConfig
 from ov3d_ros.evaluation.latency import StageTimes
 from ov3d_ros.geometry.tf_buffer import TransformBuffer
 from ov3d_ros.geometry.transforms import RigidTransform
-from ov3d_ros.grounding.engine import EngineSettings, GroundingAnswer, MapObject, load_engine
+from ov3d_ros.grounding.engine import (INTERNAL_ERROR, UNREACHABLE_FRAME, EngineSettings, GroundingAnswer,
+                                      MapObject, load_engine)
 from ov3d_ros.language.encoders import build_text_encoder
 from ov3d_ros.language.vocabulary import Vocabulary, configured_vocabulary
 from ov3d_ros.messages import MessageError
@@ -87,10 +88,10 @@ class GroundingNode(TfListenerMixin, Node):
                 answer = self.engine.ground(request.query, self._result_count(request.max_results))
             to_target = self._to_target(target) if answer.success else None
         except LookupError as exc:
-            answer, to_target = GroundingAnswer(False, f"cannot answer in frame '{target}': {exc}"), None
+            answer, to_target = GroundingAnswer(False, f"{UNREACHABLE_FRAME} '{target}': {exc}"), None
         except Exception as exc:  # noqa: BLE001 - a service must always answer
             self.drops.drop("internal_error", repr(exc))
-            answer, to_target = GroundingAnswer(False, f"internal error: {exc}"), None
+            answer, to_target = GroundingAnswer(False, f"{INTERNAL_ERROR}: {exc}"), None
         response.success = answer.success
         response.message = answer.message
         response.candidates = [self._to_msg(obj, target, to_target) for obj in answer.candidates] \

@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --checkpoint: run the student on the map the fusion node builds from each scene's "
                           "RGB-D frames (its parameters from this perception file, default the packaged one), as "
                           "the running graph does, not on the scene's clean cloud")
+    seg.add_argument("--superpoint-vote", action="store_true",
+                     help="vote the labels inside superpoints of the labelled cloud (the scene's, or the fused "
+                          "map's), as the semantic map labels its voxels")
     seg.add_argument("--json", required=True, help="where to write the JSON report (plots go beside it)")
     _config_arg(seg)
     seg.set_defaults(run=_cmd_eval_seg)

@@ -140,6 +140,9 @@ class SegmentationNodeConfig(NodeConfig):
     objects_period_s: float = param(3.0, "Least seconds between two refreshes of the instances while the "
                                          "network is behind the map (once it has caught up they refresh at once).",
                                     0.0, 3600.0)
+    superpoint_voting: bool = param(True, "Label each voxel by the vote of its superpoint (the class distribution "
+                                          "summed over the patch) at every refresh of the instances, not by its "
+                                          "own feature alone.")
     threads: int = param(2, "torch CPU threads of the network.", 1, 256)
     network_nice: int = param(10, "Niceness of the network's threads (0 = as the node; higher = lower priority "
                                   "than sensor ingestion).", 0, 19)

@@ -262,7 +262,7 @@ def test_a_student_labels_the_map_fused_from_a_scenes_frames(tiny_dataset):
     from scipy.spatial import cKDTree
 
     from ov3d_ros.config import FusionNodeConfig
-    from ov3d_ros.evaluation.segmentation import map_student_runner
+    from ov3d_ros.evaluation.segmentation import FusedMaps
     from ov3d_ros.mapping.scene_maps import SceneMapCache
     from ov3d_ros.models.student import Student, student_config
 
@@ -281,7 +281,7 @@ def test_a_student_labels_the_map_fused_from_a_scenes_frames(tiny_dataset):
     assert np.array_equal(again.surface, fused.surface) and np.array_equal(again.rgb, fused.rgb)
     torch.manual_seed(0)
     student = Student(student_config("tiny", out_dim=16, voxel_size=0.08, inputs=("colour", "height"))).eval()
-    features, valid = map_student_runner(dataset, FusionNodeConfig())(student, True)(scene, cloud)
+    features, valid = FusedMaps(dataset, FusionNodeConfig()).runner(student, True)(scene, cloud)
     assert features.shape == (cloud.num_points, 16) and valid.float().mean() > 0.5
     assert torch.allclose(features[valid].norm(dim=1), torch.ones(int(valid.sum())), atol=1e-4)
     assert not features[~valid].any()

@@ -188,3 +188,39 @@ def test_surfaces_get_thin_and_planes_stay_put():
     assert thinned[:, 2].std() < noisy[:, 2].std() / 3
     assert np.allclose(project_to_surfaces(plane), plane, atol=1e-6)
     assert np.array_equal(project_to_surfaces(plane[:2]), plane[:2].astype(np.float32))
+
+
+@pytest.mark.parametrize("voting", [True, False])
+def test_objects_vote_the_labels_of_isolated_voxels_inside_their_superpoint(student, monkeypatch, voting):
+    xyz, _ = room(5)
+    rgb = np.full((len(xyz), 3), 128, np.uint8)                        # evenly coloured: one patch per surface
+    words = vocabulary()
+    floor, box = words.label_embeddings[0], words.label_embeddings[2]
+    on_floor = xyz[:, 2] < 0.05
+    # the "network" calls the floor floor, except for a sparse grid of isolated voxels it calls box
+    speckle = on_floor & (np.floor(xyz[:, 0] / 0.3) % 2 == 0) & (np.floor(xyz[:, 1] / 0.3) % 2 == 0) & \
+        (np.abs((xyz[:, 0] % 0.3) - 0.15) < 0.04) & (np.abs((xyz[:, 1] % 0.3) - 0.15) < 0.04)
+
+    def fake_network(points, inputs=None):
+        near = torch.from_numpy(np.asarray(
+            np.linalg.norm(points.numpy()[:, None, :2] - xyz[speckle][None, :, :2], axis=2).min(axis=1) < 0.03))
+        low = points[:, 2] < 0.05
+        out = torch.from_numpy(np.where(low.numpy()[:, None], floor, words.label_embeddings[1])).float()
+        out[low & near] = torch.from_numpy(box).float()
+        return out
+    monkeypatch.setattr(student, "forward", fake_network)
+    semantic = SemanticMap(student, words, settings=SemanticMapSettings(superpoint_voting=voting))
+    semantic.update(xyz, rgb)
+    settle(semantic)
+    points, _, labels, _, _ = semantic.snapshot()
+    box_side = (np.abs(points[:, 0] - 1.2) < 0.3) & (np.abs(points[:, 1] - 1.0) < 0.3)
+    floor_voxels = (points[:, 2] < 0.05) & (points[:, 1] < 1.9) & ~box_side   # not the wall's or box's feet
+    assert 0 < np.mean(labels[floor_voxels] == 2) < 0.2                # the network's speckle, before objects
+    version = semantic.version
+    semantic.objects()
+    _, _, labels, scores, _ = semantic.snapshot()
+    if voting:
+        assert np.all(labels[floor_voxels] == 0) and semantic.version > version
+        assert np.all((scores > 0) & (scores <= 1))
+    else:
+        assert 0 < np.mean(labels[floor_voxels] == 2) < 0.2 and semantic.version == version

@@ -10,7 +10,7 @@ import ov3d_ros.mapping.superpoints as superpoints_module
 from ov3d_ros.config import SynthConfig
 from ov3d_ros.data.synthetic.world import render_scene
 from ov3d_ros.mapping.superpoints import (SuperpointCache, SuperpointParams, compute_superpoints, estimate_normals,
-                                          superpoint_purity)
+                                          superpoint_labels, superpoint_purity)
 
 SMALL = SynthConfig(frames=4, width=160, height=120, point_spacing_m=0.03, lidar=False, bag=False,
                     descriptions_per_object=0)
@@ -111,6 +111,26 @@ def test_purity_matches_a_brute_force_count():
         assert superpoint_purity(ids, labels) == pytest.approx(pure / np.sum(labels != 255))
     assert superpoint_purity(np.array([0, 0, 1]), np.array([4, 4, 255])) == 1.0
     assert np.isnan(superpoint_purity(np.array([0, 1]), np.array([255, 255])))
+
+
+def test_labels_voted_in_superpoints_match_a_hand_computation():
+    # superpoint 5: points 0, 1 (weights 1, 3); superpoint 9: point 2 (valid) and point 3 (not valid)
+    scores = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0], [9.0, 0.0]])
+    ids = np.array([5, 5, 9, 9])
+    labels, confidence = superpoint_labels(scores, ids, temperature=1.0, weights=np.array([1.0, 3.0, 1.0, 1.0]),
+                                           valid=np.array([True, True, True, False]))
+    p0 = np.exp([2.0, 0.0]) / np.exp([2.0, 0.0]).sum()          # point 0 alone says class 0 (0.88)
+    p1 = np.exp([0.0, 1.0]) / np.exp([0.0, 1.0]).sum()          # point 1 says class 1 (0.73), with 3 times the weight
+    patch = (p0 + 3 * p1) / 4
+    assert labels.tolist() == [1, 1, 1, -1]                      # point 0 outvoted; point 3 has no feature
+    assert confidence[:2] == pytest.approx([patch[1]] * 2)
+    assert confidence[2] == pytest.approx(np.exp(3.0) / (1 + np.exp(3.0)))
+    # unweighted, every point valid: point 0 (0.88) outweighs point 1 (0.73), and point 3's 9.0 carries patch 9
+    assert superpoint_labels(scores, ids, temperature=1.0)[0].tolist() == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="temperature"):
+        superpoint_labels(scores, ids, temperature=0.0)
+    with pytest.raises(ValueError, match="superpoint ids"):
+        superpoint_labels(scores, ids[:3], temperature=1.0)
 
 
 def test_cache_hit_does_not_recompute_and_a_corrupt_file_is_replaced(rooms, tmp_path, monkeypatch):

@@ -114,7 +114,7 @@ def run_bench_superpoints(args: argparse.Namespace) -> int:
 
     dataset = Dataset(Path(args.data))
     scenes = dataset.scenes(args.split)
-    cache = SuperpointCache(dataset.root / "superpoints")
+    cache = SuperpointCache.of_dataset(dataset.root)
     rows = []
     print(f"superpoints on {args.split} ({len(scenes)} scenes)")
     print(f"{'scene':<24}{'points':>9}{'superpoints':>13}{'purity':>9}")
@@ -269,7 +269,8 @@ def run_bench_vlg(args: argparse.Namespace) -> int:
     """3DSS-VLG's comparison with one student budget (ggsd.distill_steps + self_distill_steps for every student):
     2D fusion, pseudo labels (they use the val scenes' scene-level labels), the adapter on the fused features,
     full 3DSS-VLG, the GGSD student, and the combination: GGSD trained towards the adapter's embeddings, with the
-    scene-level labels masking its stage-2 pseudo labels before superpoint voting."""
+    scene-level labels masking its stage-2 pseudo labels before superpoint voting. A student cut off part way
+    resumes from its own last.pt."""
     import dataclasses
 
     from ov3d_ros.evaluation.segmentation import checkpoint_source, fused_source, student_source
@@ -290,6 +291,7 @@ def run_bench_vlg(args: argparse.Namespace) -> int:
     table.add_features("adapter only (2D)", pipeline.adapter_source(adapter), pipeline.space)
 
     def trained(name: str, trainer: GGSDTrainer) -> None:
+        trainer.resume_latest()             # a row cut off part way goes on from its last.pt
         trainer.run()
         table.add_features(name, student_source(trainer.model.eval()), trainer.space)
 

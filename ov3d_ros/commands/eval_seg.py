@@ -11,8 +11,8 @@ from ov3d_ros.config import ConfigError, load_perception_config, load_pipeline_c
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.openscene import DataError, SceneCloud, load_torch_file, read_fused
 from ov3d_ros.evaluation.reports import segmentation_report
-from ov3d_ros.evaluation.segmentation import (checkpoint_source, dataset_vocabulary, evaluate_features,
-                                              map_student_runner)
+from ov3d_ros.evaluation.segmentation import (FusedMaps, checkpoint_source, cloud_superpoints, dataset_vocabulary,
+                                              evaluate_features)
 
 
 def point_features(path: Path, num_points: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,14 +61,17 @@ def run_eval_seg(args: argparse.Namespace) -> int:
 
     vocabulary = dataset_vocabulary(dataset, config.language)
     features = from_files
+    superpoints = cloud_superpoints(dataset) if args.superpoint_vote else None
     if args.checkpoint:
         runner = None
         if args.fused_map:
             perception = load_perception_config(None if args.fused_map == "default" else args.fused_map)
-            runner = map_student_runner(dataset, perception.fusion_node)
+            maps = FusedMaps(dataset, perception.fusion_node)
+            runner = maps.runner
+            superpoints = maps.superpoints if args.superpoint_vote else None
         features, vocabulary, _ = checkpoint_source(args.checkpoint, vocabulary, with_colour=not args.no_colour,
                                                     runner=runner)
-    result = evaluate_features(dataset, scenes, features, vocabulary)
+    result = evaluate_features(dataset, scenes, features, vocabulary, superpoints=superpoints)
     scores = result.scores
     report = segmentation_report(scores, Path(args.json))
     groups = ", ".join(f"{name} {value:.1f}" for name, value in scores.group_miou.items())

@@ -14,7 +14,11 @@ from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.openscene import DataError, SceneCloud, read_fused
 from ov3d_ros.evaluation.metrics import ConfusionAccumulator, SegmentationScores, segmentation_scores
 from ov3d_ros.language.vocabulary import Vocabulary
-from ov3d_ros.mapping.scene_maps import TRANSFER_DISTANCE_M, SceneMapCache, nearest_map_point
+from ov3d_ros.mapping.scene_maps import TRANSFER_DISTANCE_M, SceneMap, SceneMapCache, nearest_map_point
+from ov3d_ros.mapping.semantic_map import SemanticMapSettings
+from ov3d_ros.mapping.superpoints import SuperpointCache, superpoint_labels
+
+VOTE_TEMPERATURE = SemanticMapSettings().temperature     # offline votes weigh classes as the semantic map does
 
 # (scene id, its cloud) -> ((N, D) features, (N,) bool: which points have a feature)
 FeatureSource = Callable[[str, SceneCloud], tuple[torch.Tensor, torch.Tensor]]
@@ -22,6 +26,8 @@ FeatureSource = Callable[[str, SceneCloud], tuple[torch.Tensor, torch.Tensor]]
 LabelSource = Callable[[str, SceneCloud], torch.Tensor]
 # (a student, whether to feed colour) -> a FeatureSource running it on each scene
 StudentRunner = Callable[[torch.nn.Module, bool], FeatureSource]
+# (scene id, its cloud) -> (N,) int64 superpoint id per point of the cloud that was labelled
+SuperpointSource = Callable[[str, SceneCloud], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -52,17 +58,32 @@ def evaluate_labels(dataset: Dataset, scenes: list[str], labels: LabelSource,
 
 
 def evaluate_features(dataset: Dataset, scenes: list[str], features: FeatureSource, vocabulary: Vocabulary,
-                      progress: bool = True) -> SplitEvaluation:
-    """Label every point with its nearest class text embedding and score against the ground truth."""
+                      progress: bool = True, superpoints: SuperpointSource | None = None) -> SplitEvaluation:
+    """Label every point with its nearest class text embedding and score against the ground truth; with
+    `superpoints`, labels are voted inside them (`superpoint_labels`, as the semantic map labels its voxels)."""
     def labels(scene: str, cloud: SceneCloud) -> torch.Tensor:
         feats, valid = features(scene, cloud)
         if feats.shape[1] != vocabulary.dim:
             raise DataError(f"scene {scene}: features are {feats.shape[1]}-d but the text space "
                             f"({vocabulary.encoder_name}) is {vocabulary.dim}-d")
+        if superpoints is not None:
+            scores = vocabulary.logits(torch.nn.functional.normalize(feats.float(), dim=1))
+            voted, _ = superpoint_labels(scores.numpy(), superpoints(scene, cloud), VOTE_TEMPERATURE,
+                                         valid=valid.numpy())
+            return torch.from_numpy(voted)
         pred = torch.full((cloud.num_points,), -1, dtype=torch.int64)
         pred[valid] = vocabulary.classify(feats[valid])[0]
         return pred
     return evaluate_labels(dataset, scenes, labels, progress)
+
+
+def cloud_superpoints(dataset: Dataset) -> SuperpointSource:
+    """The superpoints of each scene's own cloud (cached under the dataset, shared with training)."""
+    cache = SuperpointCache.of_dataset(dataset.root)
+
+    def superpoints(scene: str, cloud: SceneCloud) -> np.ndarray:
+        return cache.get(scene, cloud.coords, cloud.colors)
+    return superpoints
 
 
 def dataset_vocabulary(dataset: Dataset, language: LanguageConfig) -> Vocabulary:
@@ -96,25 +117,37 @@ def checkpoint_source(checkpoint: str | Path, vocabulary: Vocabulary, with_colou
     return source, vocabulary if offset is None else vocabulary.centred(offset), offset
 
 
-def map_student_runner(dataset: Dataset, fusion: FusionNodeConfig) -> StudentRunner:
-    """A StudentRunner (for `checkpoint_source`) labelling the map fused from each scene's RGB-D frames
-    (`SceneMapCache`: fused with `fusion`, projected onto its surfaces as the segmentation node does) instead of the
-    scene's clean cloud: each ground-truth point takes the features of its nearest map point within
-    TRANSFER_DISTANCE_M (farther points have none and count as misses)."""
-    maps = SceneMapCache(dataset, fusion, workers=torch.get_num_threads())
+class FusedMaps:
+    """The maps fused from each scene's RGB-D frames (`SceneMapCache`: fused with `fusion`, projected onto their
+    surfaces as the segmentation node does), for scoring a student on what the running graph labels: each
+    ground-truth point takes the signals of its nearest map point within TRANSFER_DISTANCE_M (farther points have
+    none and count as misses)."""
 
-    def runner(student: torch.nn.Module, with_colour: bool = True) -> FeatureSource:
+    def __init__(self, dataset: Dataset, fusion: FusionNodeConfig) -> None:
+        self.maps = SceneMapCache(dataset, fusion, workers=torch.get_num_threads())
+        self.superpoint_cache = SuperpointCache.of_dataset(dataset.root)
+
+    def _nearest(self, scene: str, cloud: SceneCloud) -> tuple[SceneMap, np.ndarray, np.ndarray]:
+        fused = self.maps.get(scene)
+        return (fused, *nearest_map_point(fused.xyz, cloud.coords))
+
+    def runner(self, student: torch.nn.Module, with_colour: bool = True) -> FeatureSource:
+        """A StudentRunner (for `checkpoint_source`) labelling the fused maps instead of the clean clouds."""
         @torch.no_grad()
         def features(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
-            fused = maps.get(scene)
+            fused, hit, nearest = self._nearest(scene, cloud)
             map_features = student.run_on_map(fused.surface, fused.rgb if with_colour else None)
-            hit, nearest = nearest_map_point(fused.xyz, cloud.coords)
             valid = torch.from_numpy(hit)
             out = torch.zeros((cloud.num_points, map_features.shape[1]), dtype=map_features.dtype)
             out[valid] = map_features[torch.from_numpy(nearest[hit])]
             return out, valid
         return features
-    return runner
+
+    def superpoints(self, scene: str, cloud: SceneCloud) -> np.ndarray:
+        """A SuperpointSource: the superpoint of each ground-truth point's nearest map point, the superpoints
+        computed on the map's surface points (cached beside the clouds')."""
+        fused, _, nearest = self._nearest(scene, cloud)
+        return self.superpoint_cache.get(f"{scene}-map", fused.surface, fused.rgb)[nearest]
 
 
 def student_source(student: torch.nn.Module, with_colour: bool = True) -> FeatureSource:

@@ -16,7 +16,9 @@ makes a fused map's surfaces thick, and the student learnt from thin ones. Featu
 
 Labels are the nearest class text embedding (cosine, in the student's text space); `set_vocabulary` re-labels
 every voxel from the stored features without running the network. `objects` turns the labelled map into the
-objects the grounding engine answers from, with instance ids kept across refreshes where an object persists.
+objects the grounding engine answers from, with instance ids kept across refreshes where an object persists, and
+(with `superpoint_voting`) votes every voxel's label inside the superpoints it computes for them
+(`superpoint_labels`): depth noise flips single voxels of a surface, and the vote gives them the patch's label.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from ov3d_ros.geometry.voxels import pack_coords, unpack_keys, voxel_coords
 from ov3d_ros.grounding.objects import SceneObjects, map_objects
 from ov3d_ros.models.inputs import floor_height
 from ov3d_ros.language.vocabulary import Vocabulary
-from ov3d_ros.mapping.superpoints import compute_superpoints
+from ov3d_ros.mapping.superpoints import compute_superpoints, superpoint_labels
 from ov3d_ros.mapping.surface import project_to_surfaces
 from ov3d_ros.models.student import Student
 
@@ -55,6 +57,7 @@ class SemanticMapSettings:
     temperature: float = 0.05      # softmax temperature of a label's score over the vocabulary
     match_iou: float = 0.25        # an object keeps its instance id when it overlaps its old box this much
     objects_voxel_m: float = 0.04  # objects are found on the map downsampled to this cell (point counts kept)
+    superpoint_voting: bool = True  # objects() also votes the voxels' labels inside the superpoints it computes
 
     def __post_init__(self) -> None:
         if min(self.block_m, self.tile_m, self.temperature) <= 0 or min(self.margin_m, self.recompute_growth) < 0:
@@ -140,6 +143,7 @@ class SemanticMap:
         self._next_instance = 0
         self.vocabulary = vocabulary
         self._space = self._space_of(vocabulary)
+        self._vocabulary_number = 0                     # counts set_vocabulary calls (a vote is for one of them)
 
     def __len__(self) -> int:
         return int(self._keys.size)
@@ -321,6 +325,7 @@ class SemanticMap:
         space = self._space_of(vocabulary)
         with self._lock:
             self.vocabulary, self._space = vocabulary, space
+            self._vocabulary_number += 1
             for start in range(0, len(self._row), LABEL_CHUNK):
                 chunk = slice(start, start + LABEL_CHUNK)
                 self._labels[chunk], self._scores[chunk] = self._label_rows(self._pool.rows[self._row[chunk]])
@@ -342,20 +347,38 @@ class SemanticMap:
 
     def objects(self) -> tuple[SceneObjects, np.ndarray]:
         """The map's objects (superpoints, then label-aware clustering) and their instance ids. An object
-        keeps the id of the previous refresh's object of the same label it overlaps most (IoU >= match_iou)."""
+        keeps the id of the previous refresh's object of the same label it overlaps most (IoU >= match_iou).
+        With `superpoint_voting` the voxels' labels become those voted inside the same superpoints."""
         with self._lock:
-            xyz, rgb, features = self._xyz, self._rgb, self._pool.rows[self._row]
-            space = self._space
+            keys, xyz, rgb, features = self._keys, self._xyz, self._rgb, self._pool.rows[self._row]
+            space, vocabulary = self._space, self._vocabulary_number
         if not len(xyz):
             return SceneObjects.empty(len(space.labels), features.shape[1]), np.zeros(0, np.int64)
-        xyz, rgb, unit, weights = _downsample(xyz, rgb, features, self.settings.objects_voxel_m)
+        xyz, rgb, unit, weights, cell = _downsample(xyz, rgb, features, self.settings.objects_voxel_m)
         class_scores = np.concatenate([space.logits(unit[i:i + LABEL_CHUNK]).numpy()
                                        for i in range(0, len(unit), LABEL_CHUNK)])
-        objects = map_objects(xyz, rgb, unit.numpy(), np.ones(len(xyz), bool), class_scores,
-                              compute_superpoints(xyz, rgb), weights)
+        superpoints = compute_superpoints(xyz, rgb)
+        objects = map_objects(xyz, rgb, unit.numpy(), np.ones(len(xyz), bool), class_scores, superpoints, weights)
+        if self.settings.superpoint_voting:
+            labels, scores = superpoint_labels(class_scores, superpoints, self.settings.temperature, weights)
+            self._set_voted_labels(keys, labels[cell], scores[cell], vocabulary)
         ids = self._instance_ids(objects)
         self._previous_objects = (objects, ids)
         return objects, ids
+
+    def _set_voted_labels(self, keys: np.ndarray, labels: np.ndarray, scores: np.ndarray, vocabulary: int) -> None:
+        """Give the voxels `keys` (sorted) the labels voted for them, unless the vocabulary changed since (its
+        number `vocabulary`); voxels added since keep theirs until the next vote."""
+        with self._lock:
+            if self._vocabulary_number != vocabulary or not len(self._keys):
+                return
+            rows = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+            found = self._keys[rows] == keys
+            rows, labels, scores = rows[found], labels[found], scores[found]
+            if np.array_equal(self._labels[rows], labels) and np.allclose(self._scores[rows], scores):
+                return
+            self._labels[rows], self._scores[rows] = labels, scores
+            self.version += 1
 
     def _instance_ids(self, objects: SceneObjects) -> np.ndarray:
         ids = np.full(len(objects), -1, np.int64)
@@ -376,8 +399,9 @@ class SemanticMap:
 
 
 def _downsample(xyz: np.ndarray, rgb: np.ndarray, features: np.ndarray, cell_m: float
-                ) -> tuple[np.ndarray, np.ndarray, torch.Tensor, np.ndarray]:
-    """Mean position, colour and unit mean feature of the voxels in each `cell_m` cell, and their count."""
+                ) -> tuple[np.ndarray, np.ndarray, torch.Tensor, np.ndarray, np.ndarray]:
+    """Mean position, colour and unit mean feature of the voxels in each `cell_m` cell, their count, and each
+    voxel's cell."""
     _, inverse, counts = np.unique(pack_coords(voxel_coords(xyz, cell_m)), return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     cells = len(counts)
@@ -386,4 +410,4 @@ def _downsample(xyz: np.ndarray, rgb: np.ndarray, features: np.ndarray, cell_m: 
     summed = torch.zeros((cells, features.shape[1])).index_add_(0, torch.from_numpy(inverse),
                                                                 torch.from_numpy(features.astype(np.float32)))
     return mean_xyz, np.rint(mean_rgb).astype(np.uint8), torch.nn.functional.normalize(summed, dim=1), \
-        counts.astype(np.float64)
+        counts.astype(np.float64), inverse

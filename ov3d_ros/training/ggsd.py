@@ -227,7 +227,7 @@ class GGSDTrainer:
         self.ema: Student | None = None
         self.space, self.offset = training_space(vocabulary, config.center_text_space)
         self.text = torch.from_numpy(self.space.label_embeddings).float()
-        cache = SuperpointCache(dataset.root / "superpoints")
+        cache = SuperpointCache.of_dataset(dataset.root)
         names = dataset.scenes(config.train_split)[self.rank::self.world]
         if not names:
             raise ValueError(f"split {config.train_split!r} has no scene for process {self.rank}")
@@ -366,7 +366,7 @@ class GGSDTrainer:
         """The student's mIoU / mAcc (overall, head / common / tail) and the number of classes it labels right
         somewhere out of those present, on `scenes` (default: the first `val_scenes` val scenes); with `on_maps`
         (default: when training on fused maps), also its mIoU on those scenes' fused RGB-D maps (`map_miou`)."""
-        from ov3d_ros.evaluation.segmentation import evaluate_features, map_student_runner, student_source
+        from ov3d_ros.evaluation.segmentation import FusedMaps, evaluate_features, student_source
 
         if scenes is None:
             scenes = self.dataset.scenes(self.config.val_split)
@@ -380,7 +380,7 @@ class GGSDTrainer:
                                        progress=False).scores
             map_scores = {}
             if on_maps or (on_maps is None and self.config.fused_map_share > 0):
-                source = map_student_runner(self.dataset, self.map_fusion)(self.model, True)
+                source = FusedMaps(self.dataset, self.map_fusion).runner(self.model, True)
                 map_scores["map_miou"] = evaluate_features(self.dataset, scenes, source, self.space,
                                                            progress=False).scores.miou
         finally:

@@ -101,7 +101,7 @@ def load_grounding_data(dataset: Dataset, split: str, setup: GroundingSetup, nei
     scene_ids = [s for s in dataset.scenes(split) if any(e.scene_id == s for e in expressions)]
     if not scene_ids:
         raise DataError(f"no referring expressions for the scenes of split {split!r}")
-    superpoints = SuperpointCache(dataset.root / "superpoints")
+    superpoints = SuperpointCache.of_dataset(dataset.root)
     scenes, examples, recalls = [], [], []
     for index, scene_id in enumerate(tqdm(scene_ids, desc=f"{split} maps", unit="scene", disable=not progress)):
         cloud = dataset.scene_cloud(scene_id)

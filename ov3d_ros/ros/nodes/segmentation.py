@@ -73,7 +73,8 @@ class SegmentationNode(Node):
                               f"language.encoder gives {self.encoder.name!r}")
         self._vocabulary_path = state_dir(c.snapshot_dir) / VOCABULARY_FILE
         self.semantic = SemanticMap(student, self._build_vocabulary(self._initial_entries()), offset,
-                                    SemanticMapSettings(block_m=c.block_m, margin_m=c.margin_m, tile_m=c.tile_m))
+                                    SemanticMapSettings(block_m=c.block_m, margin_m=c.margin_m, tile_m=c.tile_m,
+                                                        superpoint_voting=c.superpoint_voting))
         self.superseded = 0
         self._pending: PointCloud2 | None = None
         self._stamp_ns = 0

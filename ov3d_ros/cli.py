@@ -69,6 +69,11 @@ def _cmd_eval_ground(args: argparse.Namespace) -> int:
     return run_eval_ground(args)
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from ov3d_ros.commands.doctor import run_doctor
+    return run_doctor(args)
+
+
 def _train(name: str, args: argparse.Namespace) -> int:
     from ov3d_ros.commands import train
     return getattr(train, name)(args)
@@ -416,6 +421,19 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--json", default="soak.json", help="report path; the PNG goes beside it")
     _graph_config_arg(soak)
     soak.set_defaults(run=lambda args: _bench("run_bench_soak", args))
+
+    doctor = verbs.add_parser("doctor", help="check the ROS install, weights and input topics the graph needs",
+                              description="Print the ROS distribution and RMW, the DDS domain, whether "
+                                          "torchsparse / CUDA are usable, which weights load and their text space, "
+                                          "and for each input topic of the parameter file whether something "
+                                          "publishes it and at what rate. Exit status 1 when the graph could not "
+                                          "work (a failed check).")
+    _graph_config_arg(doctor)
+    doctor.add_argument("--listen", type=float, default=3.0,
+                        help="seconds to count messages on each input topic (default: %(default)s)")
+    doctor.add_argument("--no-topics", action="store_true",
+                        help="check the install and the weights only (no DDS traffic)")
+    doctor.set_defaults(run=_cmd_doctor)
 
     demo = verbs.add_parser("demo", help="the whole online stack on a synthetic room: replay, grounding answers, "
                                          "semantic-map picture and PLY",

@@ -190,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--teacher-noise", type=float, help="simulated 2D teacher noise level (default 1.0)")
     synth.add_argument("--no-fuse", action="store_true", help="skip fusing the simulated teacher's features")
     synth.add_argument("--no-bag", action="store_true", help="skip writing bags")
+    synth.add_argument("--compressed-images", action="store_true",
+                       help="bags carry JPEG colour on <topic>/compressed and compressedDepth PNG depth on "
+                            "<topic>/compressedDepth (replay with fusion_node color_transport: compressed, "
+                            "depth_transport: compressedDepth)")
     _config_arg(synth)
     synth.set_defaults(run=_cmd_synth)
 

@@ -58,6 +58,10 @@ class FusionNodeConfig(NodeConfig):
     color_topic: str = param("/camera/color/image_raw", "Colour image topic (rgb8 / bgr8 / mono8).")
     depth_topic: str = param("/camera/depth/image_raw", "Depth image topic (16UC1 millimetres or 32FC1 metres).")
     camera_info_topic: str = param("/camera/color/camera_info", "CameraInfo of the (registered) depth image.")
+    color_transport: str = param("raw", "'raw': Image on color_topic; 'compressed': CompressedImage (JPEG / PNG) "
+                                        "on color_topic + '/compressed' (image_transport's naming).")
+    depth_transport: str = param("raw", "'raw': Image on depth_topic; 'compressedDepth': CompressedImage (16UC1 or "
+                                        "32FC1 PNG) on depth_topic + '/compressedDepth'.")
     lidar_topic: str = param("/lidar/points", "LiDAR PointCloud2 topic.")
     sync_slop_s: float = param(0.05, "Largest stamp spread of a colour/depth/info set.", 0.0, 1.0)
     sync_queue_size: int = param(10, "Messages kept per topic while waiting for a match.", 1, 1000)
@@ -88,7 +92,19 @@ class FusionNodeConfig(NodeConfig):
                                            "stop).", 0.0, 86400.0)
     resume: bool = param(True, "Start from the snapshot when one exists (after a crash or a restart).")
 
+    def image_inputs(self) -> dict[str, tuple[str, str]]:
+        """The colour and depth inputs as {"color" | "depth": (topic, message type)} under their transports."""
+        def one(topic: str, transport: str) -> tuple[str, str]:
+            if transport == "raw":
+                return topic, "sensor_msgs/msg/Image"
+            return f"{topic.rstrip('/')}/{transport}", "sensor_msgs/msg/CompressedImage"
+        return {"color": one(self.color_topic, self.color_transport),
+                "depth": one(self.depth_topic, self.depth_transport)}
+
     def __post_init__(self) -> None:
+        for name, allowed in (("color_transport", ("raw", "compressed")), ("depth_transport", ("raw", "compressedDepth"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.depth_min_m >= self.depth_max_m:
             raise ConfigError(f"depth_min_m ({self.depth_min_m}) must be below depth_max_m ({self.depth_max_m})")
         if self.lidar_min_m >= self.lidar_max_m:
@@ -233,6 +249,9 @@ class SynthConfig:
     point_spacing_m: float = param(0.02, "Surface sampling spacing of the scene point cloud.", 0.005, 0.5)
     descriptions_per_object: int = param(3, "Referring descriptions written per object (at most).", 0, 20)
     bag: bool = param(True, "Write a rosbag2 (MCAP) per scene.")
+    compressed_images: bool = param(False, "In the bag, colour as JPEG CompressedImage on <colour topic>/compressed "
+                                           "and depth as compressedDepth PNG on <depth topic>/compressedDepth "
+                                           "(what recorded bags usually carry) instead of raw Images.")
 
 
 @dataclass

@@ -12,7 +12,8 @@ from ov3d_ros.teachers.factory import simulated_teacher
 
 def _synth_config(args: argparse.Namespace, base: SynthConfig) -> SynthConfig:
     overrides = {"frames": args.frames, "width": args.width, "height": args.height, "lidar": args.lidar or None,
-                 "teacher_noise": args.teacher_noise, "duration_s": args.duration, "bag": False if args.no_bag else None}
+                 "teacher_noise": args.teacher_noise, "duration_s": args.duration, "bag": False if args.no_bag else None,
+                 "compressed_images": args.compressed_images or None}
     try:
         return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
     except ConfigError as exc:

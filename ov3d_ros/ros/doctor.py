@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from ov3d_ros.config import PerceptionConfig
+from ov3d_ros.messages.types import ROS_TYPES
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 MAX_DOMAIN_ID = 232          # the largest ROS_DOMAIN_ID that maps to valid DDS ports on every platform
-INPUT_TYPES = {"Image": "sensor_msgs/msg/Image", "CameraInfo": "sensor_msgs/msg/CameraInfo",
-               "PointCloud2": "sensor_msgs/msg/PointCloud2", "TFMessage": "tf2_msgs/msg/TFMessage"}
 GRAPH_NODES = ("fusion_node", "segmentation_node", "grounding_node")
 
 
@@ -127,14 +126,15 @@ def check_weights(config: PerceptionConfig) -> list[Finding]:
 
 
 def input_topics(config: PerceptionConfig) -> list[tuple[str, str, str]]:
-    """(what, topic, expected type) of every input the fusion node subscribes to under `config`."""
+    """(what, topic, message type) of every input the fusion node subscribes to under `config`."""
     fusion = config.fusion_node
-    topics = [("TF", "/tf", "TFMessage"), ("static TF", "/tf_static", "TFMessage")]
+    topics = [("TF", "/tf", "tf2_msgs/msg/TFMessage"), ("static TF", "/tf_static", "tf2_msgs/msg/TFMessage")]
     if fusion.use_rgbd:
-        topics += [("colour", fusion.color_topic, "Image"), ("depth", fusion.depth_topic, "Image"),
-                   ("camera info", fusion.camera_info_topic, "CameraInfo")]
+        images = fusion.image_inputs()
+        topics += [("colour", *images["color"]), ("depth", *images["depth"]),
+                   ("camera info", fusion.camera_info_topic, "sensor_msgs/msg/CameraInfo")]
     if fusion.use_lidar:
-        topics.append(("LiDAR", fusion.lidar_topic, "PointCloud2"))
+        topics.append(("LiDAR", fusion.lidar_topic, "sensor_msgs/msg/PointCloud2"))
     return topics
 
 
@@ -162,7 +162,7 @@ def check_topics(config: PerceptionConfig, listen_s: float,
         topics = input_topics(config)
         counts: dict[str, list[float]] = {}
         for _, topic, kind in topics:
-            if INPUT_TYPES[kind] in advertised.get(topic, []):
+            if kind in advertised.get(topic, []):
                 counts[topic] = []
                 node.create_subscription(_message_class(kind), topic,
                                          lambda _msg, stamps=counts[topic]: stamps.append(clock()),
@@ -172,7 +172,7 @@ def check_topics(config: PerceptionConfig, listen_s: float,
             executor.spin_once(timeout_sec=0.05)
         sensors_published = False
         for what, topic, kind in topics:
-            finding = _topic_finding(what, topic, INPUT_TYPES[kind], advertised.get(topic, []),
+            finding = _topic_finding(what, topic, kind, advertised.get(topic, []),
                                      node.count_publishers(topic), counts.get(topic), listen_s)
             sensors_published |= not topic.startswith("/tf") and finding.status == OK
             findings.append(finding)
@@ -193,8 +193,7 @@ def check_topics(config: PerceptionConfig, listen_s: float,
 
 
 def _message_class(kind: str) -> Any:
-    package = INPUT_TYPES[kind].split("/")[0]
-    return getattr(importlib.import_module(f"{package}.msg"), kind)
+    return ROS_TYPES.get(kind)
 
 
 def _topic_finding(what: str, topic: str, expected: str, types: Iterable[str], publishers: int,

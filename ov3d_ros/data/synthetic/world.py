@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import numpy as np
 import yaml
 
-from ov3d_ros.config import MultiViewFusionConfig, SynthConfig
+from ov3d_ros.config import FusionNodeConfig, MultiViewFusionConfig, SynthConfig
 from ov3d_ros.data.dataset import DATASET_FILE
 from ov3d_ros.data.frames import PosedFrame
 from ov3d_ros.data.openscene import SceneCloud, write_fused, write_scene_pth
@@ -40,6 +40,7 @@ from ov3d_ros.files import atomic_path
 from ov3d_ros.geometry.camera import PinholeCamera
 from ov3d_ros.geometry.transforms import RigidTransform
 from ov3d_ros.messages import array_to_image, array_to_pointcloud2, camera_to_camera_info
+from ov3d_ros.messages.compressed import depth_to_compressed, rgb_to_compressed
 from ov3d_ros.messages.types import MessageTypes, RosbagsMessageTypes, make_header
 from ov3d_ros.teachers.base import Teacher
 from ov3d_ros.teachers.multiview import fuse_scene
@@ -128,7 +129,7 @@ def write_scene(root: Path, split: str, rendered: RenderedScene, config: SynthCo
     for frame in rendered.frames:
         write_frame(root / "2d" / name, frame)
     if config.bag:
-        write_scene_bag(root / "bags" / name, rendered)
+        write_scene_bag(root / "bags" / name, rendered, compressed=config.compressed_images)
     write_ply(root / "ply" / f"{name}.ply", points.xyz, points.rgb, points.labels, points.instance)
     write_preview(root / "preview" / f"{name}.png", rendered)
     write_json(root / "boxes" / f"{name}.json", scene_boxes(rendered.scene, points))
@@ -163,15 +164,20 @@ def _transform(types: MessageTypes, parent: str, child: str, stamp_ns: int, matr
                                                            rotation=quaternion(x=qx, y=qy, z=qz, w=qw)))
 
 
-def write_scene_bag(path: Path, rendered: RenderedScene) -> None:
-    """A robot's recording (MCAP): RGB-D camera with TF odom -> camera_link, LiDAR on base_link, /tf_static."""
+def write_scene_bag(path: Path, rendered: RenderedScene, compressed: bool = False) -> None:
+    """A robot's recording (MCAP): RGB-D camera with TF odom -> camera_link, LiDAR on base_link, /tf_static. With
+    `compressed`, colour is JPEG and depth compressedDepth PNG, on image_transport's topics
+    (`FusionNodeConfig.image_inputs` with the compressed transports)."""
+    image_topics = FusionNodeConfig(color_topic=TOPICS["color"], depth_topic=TOPICS["depth"],
+                                    color_transport="compressed" if compressed else "raw",
+                                    depth_transport="compressedDepth" if compressed else "raw").image_inputs()
     with BagWriter(path, storage="mcap", overwrite=True) as bag:
         types = RosbagsMessageTypes(bag.typestore)
         tf_message = types.get("tf2_msgs/msg/TFMessage")
         bag.add_topic("/tf_static", "tf2_msgs/msg/TFMessage", QosSpec("transient_local", "reliable", 1))
         bag.add_topic("/tf", "tf2_msgs/msg/TFMessage")
-        for key, msgtype in (("color", "Image"), ("depth", "Image"), ("info", "CameraInfo")):
-            bag.add_topic(TOPICS[key], f"sensor_msgs/msg/{msgtype}")
+        for topic, msgtype in (*image_topics.values(), (TOPICS["info"], "sensor_msgs/msg/CameraInfo")):
+            bag.add_topic(topic, msgtype)
         static = [_transform(types, MAP, ODOM, START_NS, np.eye(4)),
                   _transform(types, CAMERA_LINK, CAMERA_OPTICAL, START_NS, LINK_FROM_OPTICAL)]
         messages: list[tuple[int, str, Any]] = []
@@ -179,10 +185,15 @@ def write_scene_bag(path: Path, rendered: RenderedScene) -> None:
         for frame, stamp in zip(rendered.frames, rendered.frame_stamps_ns):
             link_pose = frame.camera_to_world @ optical_in_link_inverse
             millimetres = np.rint(np.nan_to_num(frame.depth_m, nan=0.0) * 1000.0).clip(0, 65535).astype(np.uint16)
+            if compressed:
+                color = rgb_to_compressed(frame.color, "jpeg", CAMERA_OPTICAL, stamp, types=types)
+                depth = depth_to_compressed(millimetres, CAMERA_OPTICAL, stamp, types=types)
+            else:
+                color = array_to_image(frame.color, "rgb8", CAMERA_OPTICAL, stamp, types)
+                depth = array_to_image(millimetres, "16UC1", CAMERA_OPTICAL, stamp, types)
             messages += [
                 (stamp, "/tf", tf_message(transforms=[_transform(types, ODOM, CAMERA_LINK, stamp, link_pose)])),
-                (stamp, TOPICS["color"], array_to_image(frame.color, "rgb8", CAMERA_OPTICAL, stamp, types)),
-                (stamp, TOPICS["depth"], array_to_image(millimetres, "16UC1", CAMERA_OPTICAL, stamp, types)),
+                (stamp, image_topics["color"][0], color), (stamp, image_topics["depth"][0], depth),
                 (stamp, TOPICS["info"], camera_to_camera_info(rendered.camera, CAMERA_OPTICAL, stamp, types))]
         if rendered.lidar:
             bag.add_topic(TOPICS["lidar"], "sensor_msgs/msg/PointCloud2")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ov3d_interfaces.srv import MapFile
 
@@ -30,10 +30,9 @@ from ov3d_ros.messages import (
     MessageError,
     array_to_pointcloud2,
     camera_info_to_camera,
-    depth_to_metres,
-    image_to_array,
     pointcloud2_to_array,
 )
+from ov3d_ros.messages.compressed import colour_pixels, depth_metres
 from ov3d_ros.messages.time_sync import ApproximateTimeSynchronizer
 from ov3d_ros.messages.types import stamp_to_ns
 from ov3d_ros.ros.drops import DropCounter, guarded, run_guarded
@@ -94,8 +93,11 @@ class FusionNode(TfListenerMixin, Node):
         if c.use_rgbd:
             self.sync = ApproximateTimeSynchronizer(["color", "depth", "info"], c.sync_queue_size, c.sync_slop_s,
                                                     callback=self.on_rgbd)
-            self.create_subscription(Image, c.color_topic, self.on_color, sensors, callback_group=sensor_group)
-            self.create_subscription(Image, c.depth_topic, self.on_depth, sensors, callback_group=sensor_group)
+            images = c.image_inputs()
+            for name, callback in (("color", self.on_color), ("depth", self.on_depth)):
+                topic, kind = images[name]
+                self.create_subscription(CompressedImage if kind.endswith("CompressedImage") else Image, topic,
+                                         callback, sensors, callback_group=sensor_group)
             self.create_subscription(CameraInfo, c.camera_info_topic, self.on_camera_info, sensors,
                                      callback_group=sensor_group)
         if c.use_lidar:
@@ -115,11 +117,11 @@ class FusionNode(TfListenerMixin, Node):
                                f"into '{c.map_frame}' at {c.voxel_size_m * 100:.1f} cm voxels")
 
     @guarded("malformed_color")
-    def on_color(self, msg: Image) -> None:
+    def on_color(self, msg: Image | CompressedImage) -> None:
         self._queue_for_sync("color", msg)
 
     @guarded("malformed_depth")
-    def on_depth(self, msg: Image) -> None:
+    def on_depth(self, msg: Image | CompressedImage) -> None:
         self._queue_for_sync("depth", msg)
 
     @guarded("malformed_camera_info")
@@ -137,16 +139,17 @@ class FusionNode(TfListenerMixin, Node):
             self.drops.drop("unsynchronised_rgbd", f"no colour/depth/info set within {self.config.sync_slop_s} s")
 
     @guarded("malformed_rgbd")
-    def on_rgbd(self, color_msg: Image, depth_msg: Image, info_msg: CameraInfo) -> None:
+    def on_rgbd(self, color_msg: Image | CompressedImage, depth_msg: Image | CompressedImage,
+                info_msg: CameraInfo) -> None:
         """A synchronised colour + depth + camera-info set: decode, then back-project and integrate once posed."""
         c = self.config
         stamp_ns, frame = _stamp_and_frame(depth_msg, "depth image")
         camera = camera_info_to_camera(info_msg)
-        depth = depth_to_metres(depth_msg)
+        depth = depth_metres(depth_msg)
         if depth.shape != (camera.height, camera.width):
             raise MessageError(f"depth image is {depth.shape[1]}x{depth.shape[0]} but camera_info says "
                                f"{camera.width}x{camera.height}")
-        color = image_to_array(color_msg)
+        color = colour_pixels(color_msg)
         self._integrate_when_posed("rgbd", frame, stamp_ns, lambda pose: rgbd_points(
             color, depth, camera, pose, stamp_ns, c.depth_stride, c.depth_min_m, c.depth_max_m))
 

@@ -1,17 +1,20 @@
 """Pinhole camera model in the optical-frame convention (z forward, x right, y down), vectorised numpy."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
+
+from ov3d_ros.geometry.distortion import is_distorted, undistort
 
 
 @dataclass(frozen=True)
 class PinholeCamera:
     """Intrinsics of a ``width`` x ``height`` image; pixel (u, v) = (column, row), pixel centres at integers.
 
-    ``distortion`` (with its ROS ``distortion_model`` name) is carried along but not applied: projection and
-    back-projection are pure pinhole, exact for rectified images.
+    ``distortion`` (with its ROS ``distortion_model`` name, `ov3d_ros.geometry.distortion`) is undone by
+    `backproject` (each pixel's true ray); `project` is pure pinhole, exact for rectified images.
     """
 
     width: int
@@ -73,7 +76,21 @@ class PinholeCamera:
         z = sampled[rows, cols]
         u, v = cols.astype(np.int64) * stride, rows.astype(np.int64) * stride
         points = np.empty((z.size, 3), dtype=np.float32)
-        points[:, 0] = (u - self.cx) * z / self.fx
-        points[:, 1] = (v - self.cy) * z / self.fy
+        if is_distorted(self.distortion):
+            rays = _ray_grid(self, stride)[rows, cols]
+            points[:, 0], points[:, 1] = rays[:, 0] * z, rays[:, 1] * z
+        else:
+            points[:, 0] = (u - self.cx) * z / self.fx
+            points[:, 1] = (v - self.cy) * z / self.fy
         points[:, 2] = z
         return points, np.stack((u, v), axis=1)
+
+
+@functools.lru_cache(maxsize=8)
+def _ray_grid(camera: PinholeCamera, stride: int) -> np.ndarray:
+    """(H / stride, W / stride, 2) float32 undistorted normalised coordinates of the sampled pixels of a distorted
+    camera, computed once per camera (a depth stream keeps its CameraInfo)."""
+    v, u = np.mgrid[0:camera.height:stride, 0:camera.width:stride]
+    distorted = np.stack(((u.ravel() - camera.cx) / camera.fx, (v.ravel() - camera.cy) / camera.fy), axis=1)
+    rays = undistort(distorted, camera.distortion_model, camera.distortion)
+    return rays.reshape(*u.shape, 2).astype(np.float32)

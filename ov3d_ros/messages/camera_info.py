@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 
 from ov3d_ros.geometry.camera import PinholeCamera
+from ov3d_ros.geometry.distortion import UnsupportedDistortion, is_distorted, undistort
 from ov3d_ros.messages.errors import MessageError
 from ov3d_ros.messages.types import MessageTypes, ROS_TYPES, make_header
 
@@ -14,7 +15,8 @@ def camera_info_to_camera(msg: Any) -> PinholeCamera:
     """The pinhole intrinsics (from ``k``), size and distortion of a CameraInfo (rclpy or rosbags message).
 
     Raises :class:`MessageError` for a zero image size, a ``k`` that is not 9 values, or non-finite or
-    non-positive fx/fy (an uncalibrated camera has ``k`` all zero).
+    non-positive fx/fy (an uncalibrated camera has ``k`` all zero), and (reason ``unsupported_distortion``) for
+    non-zero coefficients of a distortion model `ov3d_ros.geometry.distortion` cannot undo.
     """
     width, height = int(msg.width), int(msg.height)
     if width == 0 or height == 0:
@@ -25,6 +27,14 @@ def camera_info_to_camera(msg: Any) -> PinholeCamera:
     fx, fy, cx, cy = k[0], k[4], k[2], k[5]
     if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):
         raise MessageError(f"CameraInfo k has invalid intrinsics fx={fx} fy={fy} cx={cx} cy={cy}")
+    distortion, model = tuple(float(d) for d in msg.d), str(msg.distortion_model)
+    if is_distorted(distortion):
+        if not np.isfinite(distortion).all():
+            raise MessageError(f"CameraInfo d has non-finite coefficients {list(distortion)}")
+        try:
+            undistort(np.zeros((1, 2)), model, distortion)
+        except UnsupportedDistortion as exc:
+            raise MessageError(str(exc), reason="unsupported_distortion") from None
     return PinholeCamera(
         width=width,
         height=height,
@@ -32,8 +42,8 @@ def camera_info_to_camera(msg: Any) -> PinholeCamera:
         fy=float(fy),
         cx=float(cx),
         cy=float(cy),
-        distortion=tuple(float(d) for d in msg.d),
-        distortion_model=str(msg.distortion_model),
+        distortion=distortion,
+        distortion_model=model,
     )
 
 

@@ -45,7 +45,8 @@ class DropCounter:
 def run_guarded(owner: Any, reason: str, callback: Callable[[], None]) -> None:
     """Run `callback`, counting what it raises in `owner.drops` instead of letting it out.
 
-    ValueError (MessageError, TransformError ...) is bad input, counted as `reason`; LookupError (a TF lookup
+    ValueError (MessageError, TransformError ...) is bad input, counted as `reason` (or the MessageError's own
+    reason when it names one); LookupError (a TF lookup
     that cannot be answered) is counted as `tf_lookup_failed`; anything else is counted as `internal_error` and
     logged with its traceback, so a bug is visible but never kills the executor.
     """
@@ -54,7 +55,7 @@ def run_guarded(owner: Any, reason: str, callback: Callable[[], None]) -> None:
     except LookupError as exc:
         owner.drops.drop("tf_lookup_failed", str(exc))
     except ValueError as exc:
-        owner.drops.drop(reason, str(exc))
+        owner.drops.drop(getattr(exc, "reason", None) or reason, str(exc))
     except Exception:  # noqa: BLE001 - a callback must never take the node down
         owner.drops.drop("internal_error", traceback.format_exc(limit=4))
 

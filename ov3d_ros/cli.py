@@ -69,6 +69,11 @@ def _cmd_eval_ground(args: argparse.Namespace) -> int:
     return run_eval_ground(args)
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from ov3d_ros.commands.import_bag import run_import
+    return run_import(args)
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from ov3d_ros.commands.doctor import run_doctor
     return run_doctor(args)
@@ -425,6 +430,23 @@ def build_parser() -> argparse.ArgumentParser:
     soak.add_argument("--json", default="soak.json", help="report path; the PNG goes beside it")
     _graph_config_arg(soak)
     soak.set_defaults(run=lambda args: _bench("run_bench_soak", args))
+
+    importer = verbs.add_parser(
+        "import", help="a recorded bag (TF + colour / depth / camera info) as a scene of a training dataset",
+        description="Fuse the bag's posed RGB-D frames (raw or compressed) into the map the fusion node would "
+                    "build and write it as a scene cloud, with the frames in the ScanNet-export layout and the scene "
+                    "in dataset.yaml, so that `ov3d fuse` and `ov3d train ...` run on it unchanged.")
+    importer.add_argument("bag", help="rosbag2 folder or file (MCAP or sqlite3)")
+    importer.add_argument("--out", required=True, help="dataset root (created or extended)")
+    importer.add_argument("--split", default="train", help="split of the scene (default: %(default)s)")
+    importer.add_argument("--scene", help="scene id (default: the bag's name)")
+    importer.add_argument("--labels", help="scene-level labels, comma-separated class names (for 3DSS-VLG; "
+                                           "merged into <out>/scene_labels.yaml)")
+    importer.add_argument("--classes", help="a new dataset's classes: a text file, one 'name' or 'name: synonym, "
+                                            "...' per line (default: the built-in indoor vocabulary)")
+    importer.add_argument("--stride", type=int, default=1, help="use every n-th frame (default: %(default)s)")
+    _graph_config_arg(importer)
+    importer.set_defaults(run=_cmd_import)
 
     doctor = verbs.add_parser("doctor", help="check the ROS install, weights and input topics the graph needs",
                               description="Print the ROS distribution and RMW, the DDS domain, whether "

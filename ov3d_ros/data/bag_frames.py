@@ -12,7 +12,8 @@ from typing import Any, Iterator
 from ov3d_ros.data.frames import PosedFrame
 from ov3d_ros.data.rosbag import BagError, BagReader
 from ov3d_ros.geometry.tf_buffer import TransformBuffer
-from ov3d_ros.messages import camera_info_to_camera, depth_to_metres, image_to_array
+from ov3d_ros.messages import camera_info_to_camera
+from ov3d_ros.messages.compressed import colour_pixels, depth_metres
 from ov3d_ros.messages.time_sync import ApproximateTimeSynchronizer
 from ov3d_ros.messages.types import stamp_to_ns
 
@@ -20,7 +21,8 @@ from ov3d_ros.messages.types import stamp_to_ns
 def bag_frames(path: str | Path, map_frame: str = "map", color_topic: str = "/camera/color/image_raw",
                depth_topic: str = "/camera/depth/image_raw", info_topic: str = "/camera/color/camera_info",
                slop_s: float = 0.05, stride: int = 1) -> Iterator[PosedFrame]:
-    """Every `stride`-th synchronised colour + depth + camera-info set of the bag as a PosedFrame in `map_frame`.
+    """Every `stride`-th synchronised colour + depth + camera-info set of the bag as a PosedFrame in `map_frame`;
+    images raw or compressed (CompressedImage JPEG / PNG, compressedDepth), whatever the topics carry.
 
     The depth image must be registered to the camera info (aligned depth); a colour image of another size is
     assumed to show the same view. Two passes: all of /tf and /tf_static first (so every frame's pose is
@@ -61,11 +63,11 @@ def _drain(queue: deque) -> Iterator[Any]:
 def _frame(scene: str, index: int, color_msg: Any, depth_msg: Any, info_msg: Any, tf: TransformBuffer,
            map_frame: str) -> PosedFrame:
     camera = camera_info_to_camera(info_msg)
-    color = image_to_array(color_msg)
+    color = colour_pixels(color_msg)
     if color.ndim == 2:
         color = color[:, :, None].repeat(3, axis=2)
     stamp = stamp_to_ns(depth_msg.header.stamp)
     pose = tf.lookup_transform(map_frame, depth_msg.header.frame_id, stamp).matrix
     color_camera = camera.scaled(color.shape[1] / camera.width, color.shape[0] / camera.height) \
         if color.shape[:2] != (camera.height, camera.width) else camera
-    return PosedFrame(scene, index, color, color_camera, depth_to_metres(depth_msg), camera, pose)
+    return PosedFrame(scene, index, color, color_camera, depth_metres(depth_msg), camera, pose)

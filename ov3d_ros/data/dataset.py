@@ -19,14 +19,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
+import yaml
 
 from ov3d_ros.config import load_yaml
 from ov3d_ros.data.frames import PosedFrame
 from ov3d_ros.data.openscene import IGNORE_LABEL, DataError, SceneCloud, fused_filename, read_scene_pth
 from ov3d_ros.data.scannet_export import ScanNetExportScene
+from ov3d_ros.files import atomic_path
 
 DATASET_FILE = "dataset.yaml"
 GROUP_NAMES = ("head", "common", "tail")
@@ -207,3 +209,20 @@ class Dataset:
         if self.info.groups is not None:
             return {name: list(members) for name, members in self.info.groups.items()}
         return frequency_groups(self.class_counts("train"), self.classes)
+
+
+def add_scenes(root: str | os.PathLike[str], split: str, scenes: Iterable[str], new_file: dict[str, Any]) -> None:
+    """Add `scenes` to `split` of `<root>/dataset.yaml`, moving them out of any other split. A missing file is
+    created from `new_file` (classes, ignore_label, ...); an existing one keeps its own keys, and must have the same
+    classes when `new_file` names them (DataError otherwise). Written atomically."""
+    path = Path(root) / DATASET_FILE
+    doc = load_yaml(path) if path.exists() else dict(new_file)
+    if "classes" in new_file and list(doc.get("classes") or []) != list(new_file["classes"]):
+        raise DataError(f"{path} holds other classes than these scenes'; write them to another dataset root")
+    scenes = list(scenes)
+    splits = {name: [s for s in members if s not in scenes] for name, members in (doc.get("splits") or {}).items()}
+    splits[split] = sorted(set(splits.get(split, [])) | set(scenes))
+    doc["splits"] = splits
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        temporary.write_text(yaml.safe_dump(doc, sort_keys=False))

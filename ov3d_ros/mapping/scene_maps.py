@@ -8,11 +8,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from ov3d_ros.config import FusionNodeConfig
 from ov3d_ros.data.dataset import Dataset
+from ov3d_ros.data.frames import PosedFrame
 from ov3d_ros.files import atomic_path
 from ov3d_ros.mapping.semantic_map import SemanticMapSettings
 from ov3d_ros.mapping.surface import project_to_surfaces
@@ -34,22 +36,29 @@ class SceneMap:
 
 def fuse_scene_map(dataset: Dataset, scene: str, fusion: FusionNodeConfig,
                    settings: SemanticMapSettings = SemanticMapSettings(), workers: int = 1) -> SceneMap:
-    """The map fused from every posed RGB-D frame of `scene` with `fusion`'s voxel size, depth stride and range
-    (every frame a keyframe), projected onto its surfaces with `settings`' neighbours and iterations."""
+    """The map fused from every posed RGB-D frame of `scene` (`fuse_frames`), projected onto its surfaces with
+    `settings`' neighbours and iterations."""
+    xyz, rgb = fuse_frames(dataset.frames(scene), fusion)
+    surface = project_to_surfaces(xyz, settings.surface_neighbours, settings.surface_iterations, workers=workers)
+    return SceneMap(xyz, surface, rgb)
+
+
+def fuse_frames(frames: Iterable[PosedFrame], fusion: FusionNodeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 3) float32 voxel centres and (M, 3) uint8 colours of the map the fusion node builds from posed RGB-D
+    `frames` with `fusion`'s voxel size, depth stride and range (every frame a keyframe)."""
     from ov3d_ros.geometry.transforms import RigidTransform
     from ov3d_ros.mapping.sensor_points import rgbd_points
     from ov3d_ros.mapping.voxel_map import VoxelMap
     from ov3d_ros.messages.pointcloud import unpack_rgb
 
     voxels = VoxelMap(fusion.voxel_size_m, fusion.max_voxels)
-    for frame in dataset.frames(scene):
+    for frame in frames:
         voxels.integrate(rgbd_points(frame.color, frame.depth_m, frame.depth_camera,
                                      RigidTransform.from_matrix(frame.camera_to_world), 0, fusion.depth_stride,
                                      fusion.depth_min_m, fusion.depth_max_m))
     points = voxels.to_points()
     xyz = np.stack((points["x"], points["y"], points["z"]), axis=1).astype(np.float32)
-    surface = project_to_surfaces(xyz, settings.surface_neighbours, settings.surface_iterations, workers=workers)
-    return SceneMap(xyz, surface, unpack_rgb(points["rgb"]))
+    return xyz, unpack_rgb(points["rgb"])
 
 
 class SceneMapCache:

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import yaml
 
 from ov3d_ros.config import FusionNodeConfig, MultiViewFusionConfig, SynthConfig
-from ov3d_ros.data.dataset import DATASET_FILE
+from ov3d_ros.data.dataset import add_scenes
 from ov3d_ros.data.frames import PosedFrame
 from ov3d_ros.data.openscene import SceneCloud, write_fused, write_scene_pth
 from ov3d_ros.data.ply import write_ply
@@ -250,22 +249,15 @@ def write_preview(path: Path, rendered: RenderedScene) -> None:
 
 
 def update_dataset_yaml(root: Path, split: str, scenes: Iterable[str]) -> None:
-    """Add `scenes` to `split` of `root/dataset.yaml` (creating it), moving them out of any other split."""
-    path = root / DATASET_FILE
-    doc = yaml.safe_load(path.read_text()) if path.exists() else {}
-    if doc.get("classes", list(CLASS_NAMES)) != list(CLASS_NAMES):
-        raise ValueError(f"{path} holds other classes than the synthetic world's; use another --out")
-    scenes = list(scenes)
-    splits = {name: [s for s in members if s not in scenes] for name, members in (doc.get("splits") or {}).items()}
-    splits[split] = sorted(set(splits.get(split, [])) | set(scenes))
+    """Add `scenes` to `split` of `root/dataset.yaml` (creating it with the synthetic world's classes, groups,
+    synonyms and confusions), moving them out of any other split."""
     groups: dict[str, list[str]] = {"head": [], "common": [], "tail": []}
     for category in CATEGORIES:
         groups[category.split].append(category.name)
-    doc = {"classes": list(CLASS_NAMES), "ignore_label": IGNORE_INDEX, "splits": splits, "groups": groups,
-           "synonyms": {c.name: list(c.synonyms) for c in CATEGORIES},
-           "confusions": {c.name: list(c.confused_with) for c in CATEGORIES if c.confused_with}}
-    with atomic_path(path) as temporary:
-        temporary.write_text(yaml.safe_dump(doc, sort_keys=False))
+    add_scenes(root, split, scenes, {
+        "classes": list(CLASS_NAMES), "ignore_label": IGNORE_INDEX, "splits": {}, "groups": groups,
+        "synonyms": {c.name: list(c.synonyms) for c in CATEGORIES},
+        "confusions": {c.name: list(c.confused_with) for c in CATEGORIES if c.confused_with}})
 
 
 def update_descriptions(root: Path, split: str, descriptions: dict[str, list[Description]]) -> None:

@@ -23,7 +23,8 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")
+         + glob("config/*.json")),
         (f"share/{PACKAGE}/config/sensors", glob("config/sensors/*.yaml")),
     ],
     install_requires=[
@@ -41,6 +42,7 @@ setup(
         "tensorboard>=2.10",
         "onnxruntime>=1.17",
         "onnx>=1.15",
+        "foxglove-sdk>=0.30",
     ],
     extras_require={
         "language": [
@@ -51,6 +53,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "websockets>=13",
             "spconv==2.3.8; platform_machine == 'x86_64'",  # no aarch64 wheel: its tests skip there
         ],
     },

@@ -74,6 +74,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return run_import(args)
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    from ov3d_ros.commands.view import run_view_command
+    return run_view_command(args)
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from ov3d_ros.commands.doctor import run_doctor
     return run_doctor(args)
@@ -447,6 +452,18 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--stride", type=int, default=1, help="use every n-th frame (default: %(default)s)")
     _graph_config_arg(importer)
     importer.set_defaults(run=_cmd_import)
+
+    view = verbs.add_parser("view", help="a live Foxglove view of the running graph (WebSocket, optional MCAP)",
+                            description="Relay the semantic map, the instance boxes, the last /ground_object "
+                                        "answer, the camera image and the diagnostics to a Foxglove WebSocket server "
+                                        "(open ws://HOST:PORT in Foxglove with config/ov3d.foxglove.json); with "
+                                        "--mcap also record them. SIGINT stops it.")
+    view.add_argument("--port", type=int, default=8765, help="WebSocket port (default: %(default)s; 0 = any)")
+    view.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s; 0.0.0.0 "
+                                                          "for other machines)")
+    view.add_argument("--mcap", help="also record the channels to this MCAP file")
+    _graph_config_arg(view)
+    view.set_defaults(run=_cmd_view)
 
     doctor = verbs.add_parser("doctor", help="check the ROS install, weights and input topics the graph needs",
                               description="Print the ROS distribution and RMW, the DDS domain, whether "

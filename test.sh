@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Runs the whole test suite in the project's venv (made by ./setup.sh). Extra arguments go to pytest.
+# Runs the whole test suite in the project's venv (made by ./setup.sh; OV3D_ROS_DISTRO=jazzy: the Jazzy venv).
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ ! -x .venv/bin/python ]; then
-  echo "test.sh: .venv is missing; run ./setup.sh first" >&2
+case "${OV3D_ROS_DISTRO:-kilted}" in
+  kilted) VENV=.venv ;;
+  jazzy) VENV=.venv-jazzy ;;
+  *) echo "test.sh: unknown ROS 2 distribution '${OV3D_ROS_DISTRO}' (kilted or jazzy)" >&2; exit 2 ;;
+esac
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "test.sh: $VENV is missing; run ./setup.sh${OV3D_ROS_DISTRO:+ --distro $OV3D_ROS_DISTRO} first" >&2
   exit 1
 fi
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+exec "$VENV/bin/python" -m pytest -p no:cacheprovider "$@"

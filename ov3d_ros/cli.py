@@ -49,39 +49,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def _cmd_fuse(args: argparse.Namespace) -> int:
-    from ov3d_ros.commands.fuse import run_fuse
-    return run_fuse(args)
-
-
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from ov3d_ros.commands.synth import run_synth
-    return run_synth(args)
-
-
-def _cmd_eval_seg(args: argparse.Namespace) -> int:
-    from ov3d_ros.commands.eval_seg import run_eval_seg
-    return run_eval_seg(args)
-
-
-def _cmd_eval_ground(args: argparse.Namespace) -> int:
-    from ov3d_ros.commands.eval_ground import run_eval_ground
-    return run_eval_ground(args)
-
-
-def _cmd_import(args: argparse.Namespace) -> int:
-    from ov3d_ros.commands.import_bag import run_import
-    return run_import(args)
-
-
-def _cmd_view(args: argparse.Namespace) -> int:
-    from ov3d_ros.commands.view import run_view_command
-    return run_view_command(args)
-
-
-def _cmd_doctor(args: argparse.Namespace) -> int:
-    from ov3d_ros.commands.doctor import run_doctor
-    return run_doctor(args)
+def _command(module: str, function: str) -> Handler:
+    """The handler `ov3d_ros.commands.<module>.<function>`, imported when the verb runs (so `ov3d --help` and the
+    other verbs never import torch or rclpy for it)."""
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+        return getattr(importlib.import_module(f"ov3d_ros.commands.{module}"), function)(args)
+    return run
 
 
 def _train(name: str, args: argparse.Namespace) -> int:
@@ -179,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--scenes", nargs="+", default=None, help="only these scenes")
     fuse.add_argument("--overwrite", action="store_true", help="recompute scenes whose output exists")
     _config_arg(fuse)
-    fuse.set_defaults(run=_cmd_fuse)
+    fuse.set_defaults(run=_command("fuse", "run_fuse"))
 
     synth = verbs.add_parser("synth", help="generate the synthetic world (bags, OpenScene files, ground truth, "
                                            "descriptions)",
@@ -205,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "<topic>/compressedDepth (replay with fusion_node color_transport: compressed, "
                             "depth_transport: compressedDepth)")
     _config_arg(synth)
-    synth.set_defaults(run=_cmd_synth)
+    synth.set_defaults(run=_command("synth", "run_synth"))
 
     groups = {"train": "training, with checkpoints, resume, logs and progress",
               "eval": "metrics as JSON plus plots", "bench": "benchmarks that print numbers beside a reference"}
@@ -234,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "map's), as the semantic map labels its voxels")
     seg.add_argument("--json", required=True, help="where to write the JSON report (plots go beside it)")
     _config_arg(seg)
-    seg.set_defaults(run=_cmd_eval_seg)
+    seg.set_defaults(run=_command("eval_seg", "run_eval_seg"))
 
     ground = sub_parsers["eval"].add_parser(
         "ground", help="grounding Acc@0.25 / Acc@0.5 (overall / unique / multiple) on a split's descriptions",
@@ -253,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     ground.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     ground.add_argument("--json", required=True, help="where to write the JSON report (a PNG goes beside it)")
     _config_arg(ground)
-    ground.set_defaults(run=_cmd_eval_ground)
+    ground.set_defaults(run=_command("eval_ground", "run_eval_ground"))
 
     fusion_bench = sub_parsers["bench"].add_parser(
         "fusion", help="points fused per second: ours vs a per-frame numpy reference",
@@ -451,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "...' per line (default: the built-in indoor vocabulary)")
     importer.add_argument("--stride", type=int, default=1, help="use every n-th frame (default: %(default)s)")
     _graph_config_arg(importer)
-    importer.set_defaults(run=_cmd_import)
+    importer.set_defaults(run=_command("import_bag", "run_import"))
 
     view = verbs.add_parser("view", help="a live Foxglove view of the running graph (WebSocket, optional MCAP)",
                             description="Relay the semantic map, the instance boxes, the last /ground_object "
@@ -463,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "for other machines)")
     view.add_argument("--mcap", help="also record the channels to this MCAP file")
     _graph_config_arg(view)
-    view.set_defaults(run=_cmd_view)
+    view.set_defaults(run=_command("view", "run_view_command"))
 
     doctor = verbs.add_parser("doctor", help="check the ROS install, weights and input topics the graph needs",
                               description="Print the ROS distribution and RMW, the DDS domain, whether "
@@ -476,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds to count messages on each input topic (default: %(default)s)")
     doctor.add_argument("--no-topics", action="store_true",
                         help="check the install and the weights only (no DDS traffic)")
-    doctor.set_defaults(run=_cmd_doctor)
+    doctor.set_defaults(run=_command("doctor", "run_doctor"))
 
     demo = verbs.add_parser("demo", help="the whole online stack on a synthetic room: replay, grounding answers, "
                                          "semantic-map picture and PLY",

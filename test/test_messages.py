@@ -1,6 +1,7 @@
 """ROS-free message conversions: round trips, hand-made padded layouts, error cases, and rclpy <-> rosbags CDR."""
 from __future__ import annotations
 
+import dataclasses
 import struct
 import subprocess
 import sys
@@ -330,10 +331,13 @@ def test_pinhole_project_backproject():
     assert ((sparse_pixels % 2) == 0).all()
     np.testing.assert_allclose(CAMERA.project(sparse)[0], sparse_pixels, atol=1e-4)
 
+    ideal = dataclasses.replace(CAMERA, distortion=(0.0,) * 5)
     camera_points = rng.uniform([-2, -2, 0.5], [2, 2, 6], size=(100, 3))
-    uv, z = CAMERA.project(camera_points)
-    back = np.concatenate([(uv - [CAMERA.cx, CAMERA.cy]) / [CAMERA.fx, CAMERA.fy] * z[:, None], z[:, None]], 1)
+    uv, z = ideal.project(camera_points)
+    back = np.concatenate([(uv - [ideal.cx, ideal.cy]) / [ideal.fx, ideal.fy] * z[:, None], z[:, None]], 1)
     np.testing.assert_allclose(back, camera_points, rtol=1e-12)
+    distorted_uv, _ = CAMERA.project(camera_points[:5] * [0.1, 0.1, 1.0])
+    assert not np.allclose(distorted_uv, ideal.project(camera_points[:5] * [0.1, 0.1, 1.0])[0])
     assert np.isnan(CAMERA.project(np.array([[1.0, 1.0, 0.0], [1.0, 1.0, -2.0]]))[0]).all()
 
 

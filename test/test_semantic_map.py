@@ -218,6 +218,7 @@ def test_objects_vote_the_labels_of_isolated_voxels_inside_their_superpoint(stud
     assert 0 < np.mean(labels[floor_voxels] == 2) < 0.2                # the network's speckle, before objects
     version = semantic.version
     semantic.objects()
+    assert semantic.objects_version == semantic.version             # the objects describe the map as voted
     _, _, labels, scores, _ = semantic.snapshot()
     if voting:
         assert np.all(labels[floor_voxels] == 0) and semantic.version > version

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ov3d_ros.geometry.distortion import is_distorted, undistort
+from ov3d_ros.geometry.distortion import distort, is_distorted, undistort
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,8 @@ class PinholeCamera:
     def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel coordinates (N, 2) (u, v) and depths (N,) of camera-frame points (N, 3).
 
-        Points with depth <= 0 (behind the camera) get NaN pixel coordinates; nothing is clipped to the image.
+        The camera's lens distortion is applied (the inverse of ``backproject``). Points with depth <= 0 (behind the
+        camera) get NaN pixel coordinates; nothing is clipped to the image.
         """
         points = np.asarray(points)
         if points.ndim != 2 or points.shape[1] != 3:
@@ -56,8 +57,10 @@ class PinholeCamera:
         in_front = depth > 0
         inverse_depth = np.divide(1.0, depth, out=np.full(depth.shape, np.nan, dtype=np.result_type(depth, 1.0)),
                                   where=in_front)
-        uv = np.stack((self.fx * points[:, 0] * inverse_depth + self.cx,
-                       self.fy * points[:, 1] * inverse_depth + self.cy), axis=1)
+        normalised = np.stack((points[:, 0] * inverse_depth, points[:, 1] * inverse_depth), axis=1)
+        if is_distorted(self.distortion):
+            normalised = distort(normalised, self.distortion_model, self.distortion)
+        uv = np.stack((self.fx * normalised[:, 0] + self.cx, self.fy * normalised[:, 1] + self.cy), axis=1)
         return uv, depth
 
     def backproject(self, depth: np.ndarray, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -125,7 +125,8 @@ class SemanticMap:
         self.offset = offset
         self.settings = settings
         self.voxel_size = float(student.config.voxel_size)
-        self.version = 0
+        self.version = 0                                 # bumped by every change of features or labels
+        self.objects_version = -1                        # the version the last objects() result describes
         self._lock = threading.RLock()
         self._keys = np.empty(0, np.int64)
         self._xyz = np.empty((0, 3), np.float32)
@@ -351,8 +352,9 @@ class SemanticMap:
         With `superpoint_voting` the voxels' labels become those voted inside the same superpoints."""
         with self._lock:
             keys, xyz, rgb, features = self._keys, self._xyz, self._rgb, self._pool.rows[self._row]
-            space, vocabulary = self._space, self._vocabulary_number
+            space, vocabulary, version = self._space, self._vocabulary_number, self.version
         if not len(xyz):
+            self.objects_version = version
             return SceneObjects.empty(len(space.labels), features.shape[1]), np.zeros(0, np.int64)
         xyz, rgb, unit, weights, cell = _downsample(xyz, rgb, features, self.settings.objects_voxel_m)
         class_scores = np.concatenate([space.logits(unit[i:i + LABEL_CHUNK]).numpy()
@@ -361,24 +363,29 @@ class SemanticMap:
         objects = map_objects(xyz, rgb, unit.numpy(), np.ones(len(xyz), bool), class_scores, superpoints, weights)
         if self.settings.superpoint_voting:
             labels, scores = superpoint_labels(class_scores, superpoints, self.settings.temperature, weights)
-            self._set_voted_labels(keys, labels[cell], scores[cell], vocabulary)
+            version = self._set_voted_labels(keys, labels[cell], scores[cell], vocabulary, version)
+        self.objects_version = version
         ids = self._instance_ids(objects)
         self._previous_objects = (objects, ids)
         return objects, ids
 
-    def _set_voted_labels(self, keys: np.ndarray, labels: np.ndarray, scores: np.ndarray, vocabulary: int) -> None:
+    def _set_voted_labels(self, keys: np.ndarray, labels: np.ndarray, scores: np.ndarray, vocabulary: int,
+                          version: int) -> int:
         """Give the voxels `keys` (sorted) the labels voted for them, unless the vocabulary changed since (its
-        number `vocabulary`); voxels added since keep theirs until the next vote."""
+        number `vocabulary`); voxels added since keep theirs until the next vote. Returns the map version the
+        objects computed at `version` describe: the voted one when nothing else changed in between."""
         with self._lock:
             if self._vocabulary_number != vocabulary or not len(self._keys):
-                return
+                return version
             rows = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
             found = self._keys[rows] == keys
             rows, labels, scores = rows[found], labels[found], scores[found]
             if np.array_equal(self._labels[rows], labels) and np.allclose(self._scores[rows], scores):
-                return
+                return version
+            unchanged = self.version == version
             self._labels[rows], self._scores[rows] = labels, scores
             self.version += 1
+            return self.version if unchanged else version
 
     def _instance_ids(self, objects: SceneObjects) -> np.ndarray:
         ids = np.full(len(objects), -1, np.int64)

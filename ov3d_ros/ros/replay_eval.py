@@ -58,19 +58,25 @@ def dataset_entries(dataset: Dataset) -> list[str]:
     return [f"{name}: {', '.join(synonyms[name])}" if synonyms.get(name) else name for name in dataset.classes]
 
 
-def settled(client: GraphClient) -> bool:
-    """Every node has caught up: the fusion map is published, the semantic map and objects hold it, no block is
-    stale, and the grounding node holds the newest objects."""
+def unsettled(client: GraphClient) -> str | None:
+    """Why the graph has not caught up yet, or None once every node has: the fusion map is published, the
+    semantic map and objects hold it, no block is stale, and the grounding node holds the newest objects."""
     fusion, seg, ground = (client.diagnostics(n) for n in NODES)
-    if not (fusion and seg and ground):
-        return False
-    return (fusion.get("published.version") == fusion.get("map.version")
-            and fusion.get("queue.waiting_for_tf") == "0"
-            and seg.get("semantic_map.stamp_ns") == fusion.get("map.stamp_ns")
-            and seg.get("stale_blocks") == "0" and seg.get("queue.maps_waiting") == "0"
-            and seg.get("objects.version") == seg.get("semantic.version")
-            and ground.get("objects.stamp_ns") == seg.get("semantic_map.stamp_ns")
-            and ground.get("objects") == seg.get("objects"))
+    missing = [name for name, values in zip(NODES, (fusion, seg, ground)) if not values]
+    if missing:
+        return f"no diagnostics from {', '.join(missing)}"
+    checks = (
+        ("fusion map published", fusion.get("published.version") == fusion.get("map.version")),
+        ("no reading waits for TF", fusion.get("queue.waiting_for_tf") == "0"),
+        ("semantic map holds the fusion map", seg.get("semantic_map.stamp_ns") == fusion.get("map.stamp_ns")),
+        ("no stale block", seg.get("stale_blocks") == "0"),
+        ("no map waits for labelling", seg.get("queue.maps_waiting") == "0"),
+        ("objects hold the semantic map", seg.get("objects.version") == seg.get("semantic.version")),
+        ("grounding holds the newest objects", ground.get("objects.stamp_ns") == seg.get("semantic_map.stamp_ns")
+         and ground.get("objects") == seg.get("objects")),
+    )
+    unmet = [what for what, ok in checks if not ok]
+    return "; ".join(f"not yet: {what}" for what in unmet) or None
 
 
 def stage_latencies(values: dict[str, str]) -> dict[str, dict[str, float]]:
@@ -133,7 +139,16 @@ def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scen
     log = PublishLog()
     stats = replay_bag(bag, rate=rate, progress=progress, wait_for_subscribers_s=30.0, on_publish=log.add)
     replay_end = time.monotonic()
-    settle_s = client.wait_until(lambda: settled(client), settle_timeout_s, "the graph settling after the replay")
+    reason: list[str | None] = [None]
+
+    def caught_up() -> bool:
+        reason[0] = unsettled(client)
+        return reason[0] is None
+
+    try:
+        settle_s = client.wait_until(caught_up, settle_timeout_s, "the graph settling after the replay")
+    except GraphError as error:
+        raise GraphError(f"{error} ({reason[0]})") from None
     diagnostics = {name: client.diagnostics(name) for name in NODES}
     labelled = client.semantic_map(dataset.classes)
     if labelled is None:

@@ -217,11 +217,10 @@ class SegmentationNode(Node):
         if self._objects_due and (caught_up or time.monotonic() - self._last_objects >= self.config.objects_period_s):
             self._objects_due = False
             self._last_objects = time.monotonic()
-            version = self.semantic.version
             with self.times.measure("objects"):
                 objects, ids = self.semantic.objects()
             self._publish_objects(objects, ids)
-            self._objects_version = version
+            self._objects_version = self.semantic.objects_version
             self._request_republish()
 
     def _request_republish(self) -> None:

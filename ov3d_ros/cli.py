@@ -400,12 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
     soak = sub_parsers["bench"].add_parser(
         "soak", help="loop a bag into the graph for --minutes: resident memory and service calls",
         description="Start the graph with a voxel budget of --max-voxels, loop BAG (re-stamped each pass) at --rate "
-                    "for --minutes, sample the graph's resident memory every 5 s and call /ground_object every "
-                    "second; write the memory curve (JSON + PNG) and the dropped calls.")
+                    "for --minutes, sample the graph's resident memory every 5 s and, once it holds objects, call "
+                    "/ground_object at --call-hz; write the memory curve (JSON + PNG), the calls' latency and "
+                    "the dropped or failed calls.")
     soak.add_argument("bag", help="bag folder (or .mcap file)")
     soak.add_argument("--minutes", type=float, default=10.0)
     soak.add_argument("--rate", type=float, default=2.0)
     soak.add_argument("--max-voxels", type=int, default=150_000, help="fusion_node.max_voxels for the soak")
+    soak.add_argument("--call-hz", type=float, default=20.0,
+                      help="/ground_object calls a second, as a planner would make them (default 20)")
     soak.add_argument("--json", default="soak.json", help="report path; the PNG goes beside it")
     _graph_config_arg(soak)
     soak.set_defaults(run=lambda args: _bench("run_bench_soak", args))

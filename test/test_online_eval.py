@@ -57,3 +57,25 @@ def test_stamp_read_from_serialised_bytes():
     assert cdr_header_stamp_ns(serialize_message(msg)) == 1_700_000_123_000_000_456
     with pytest.raises(ValueError):
         cdr_header_stamp_ns(b"\x00\x00")
+
+
+def test_unsettled_names_what_the_graph_still_waits_for():
+    pytest.importorskip("rclpy")
+    from ov3d_ros.ros.replay_eval import unsettled
+
+    class Diagnostics:
+        def __init__(self, values):
+            self.values = values
+
+        def diagnostics(self, node):
+            return self.values.get(node, {})
+
+    fusion = {"published.version": "7", "map.version": "7", "queue.waiting_for_tf": "0", "map.stamp_ns": "100"}
+    seg = {"semantic_map.stamp_ns": "100", "stale_blocks": "0", "queue.maps_waiting": "0", "objects.version": "3",
+           "semantic.version": "3", "objects": "12"}
+    ground = {"objects.stamp_ns": "100", "objects": "12"}
+    assert unsettled(Diagnostics({"fusion_node": fusion, "segmentation_node": seg, "grounding_node": ground})) is None
+    assert unsettled(Diagnostics({"fusion_node": fusion})) == "no diagnostics from segmentation_node, grounding_node"
+    behind = dict(seg, **{"semantic.version": "4", "stale_blocks": "2"})
+    reason = unsettled(Diagnostics({"fusion_node": fusion, "segmentation_node": behind, "grounding_node": ground}))
+    assert reason == "not yet: no stale block; not yet: objects hold the semantic map"

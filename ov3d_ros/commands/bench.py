@@ -425,14 +425,14 @@ def run_bench_soak(args: argparse.Namespace) -> int:
     from ov3d_ros.ros.benchmarks import run_soak
     from ov3d_ros.ros.graph_client import GraphClient, GraphProcess, isolated_config
 
-    if args.minutes <= 0 or args.rate <= 0 or args.max_voxels < 1000:
-        raise ValueError("--minutes and --rate must be positive and --max-voxels at least 1000")
+    if args.minutes <= 0 or args.rate <= 0 or args.call_hz <= 0 or args.max_voxels < 1000:
+        raise ValueError("--minutes, --rate and --call-hz must be positive and --max-voxels at least 1000")
     out = Path(args.json)
     with tempfile.TemporaryDirectory() as folder:
         config = isolated_config(args.config, folder, max_voxels=args.max_voxels)
         with GraphProcess(config, out.with_name(f"{out.stem}_graph.log")) as graph, \
                 GraphClient("ov3d_bench_soak") as client:
-            result = run_soak(graph, client, Path(args.bag), args.minutes, args.rate)
+            result = run_soak(graph, client, Path(args.bag), args.minutes, args.rate, call_hz=args.call_hz)
     curve = result["memory_mb"]
     png = plot_curve([t / 60.0 for t, _, _ in curve], {"graph RSS (MB)": [rss for _, rss, _ in curve]},
                      "minutes", "resident memory (MB)", out.with_name(f"{out.stem}_memory.png"))
@@ -445,7 +445,11 @@ def run_bench_soak(args: argparse.Namespace) -> int:
     if after:
         print(f"RSS after the budget filled: first {after['first']:.0f} MB, last {after['last']:.0f} MB, "
               f"max {after['max']:.0f} MB")
-    print(f"service calls: {calls['answered']} answered, {calls['dropped']} dropped; "
-          f"p99 {calls['latency_ms']['p99']:.1f} ms")
+    for window in result["rss_windows_mb"]:
+        print(f"  RSS {window['from_s'] / 60:.0f}-{window['to_s'] / 60:.0f} min: mean {window['mean']:.0f} MB, "
+              f"max {window['max']:.0f} MB")
+    print(f"service calls at {calls['call_hz']:g} Hz ({calls['calls_per_s']:.1f} made a second): "
+          f"{calls['answered']} answered, {sum(calls['failed'].values())} failed {calls['failed'] or ''}, "
+          f"{calls['dropped']} dropped; p50 {calls['latency_ms']['p50']:.1f} ms, p99 {calls['latency_ms']['p99']:.1f} ms")
     print(f"wrote {out} and {png}")
     return 0

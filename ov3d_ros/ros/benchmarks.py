@@ -1,5 +1,5 @@
 """Benchmarks of the running graph over DDS: /ground_object round trips on a map of many objects, and a soak
-(a bag looped for minutes) that records the graph's resident memory and every service call."""
+(a bag looped for minutes) that records the graph's resident memory while a planner calls /ground_object."""
 from __future__ import annotations
 
 import threading
@@ -53,10 +53,16 @@ def _rss_mb(pid: int) -> float:
     raise GraphError(f"process {pid} has no VmRSS")
 
 
+SOAK_QUERIES = ("the chair next to the table", "the table", "the largest cabinet", "the door",
+                "the chair closest to the window", "the bookshelf against the wall")
+
+
 def run_soak(graph: GraphProcess, client: GraphClient, bag: Path, minutes: float, rate: float,
-             sample_s: float = 5.0, query_period_s: float = 1.0) -> dict[str, Any]:
-    """Loop `bag` at `rate` for `minutes` into `graph`; sample its resident memory every `sample_s` and ask
-    /ground_object every `query_period_s` (a call that gets no answer counts as dropped)."""
+             sample_s: float = 5.0, call_hz: float = 20.0) -> dict[str, Any]:
+    """Loop `bag` at `rate` for `minutes` into `graph`; sample its resident memory every `sample_s` and, once
+    the grounding node holds objects, ask /ground_object at `call_hz` as a planner would (SOAK_QUERIES in turn,
+    on a fixed schedule; a late call goes at once). A call without a response counts as dropped, one answered
+    `success=false` as failed (counted by message)."""
     from ov3d_ros.data.rosbag import BagReader
 
     with BagReader(bag) as reader:
@@ -64,7 +70,7 @@ def run_soak(graph: GraphProcess, client: GraphClient, bag: Path, minutes: float
     client.wait_for_graph()
     stop = threading.Event()
     memory: list[tuple[float, float, int]] = []          # (seconds since start, RSS MB, map voxels)
-    calls = {"answered": 0, "dropped": 0, "latency_ms": []}
+    calls: dict[str, Any] = {"answered": 0, "dropped": 0, "failed": {}, "latency_ms": []}
     started = time.monotonic()
 
     def sample() -> None:
@@ -73,13 +79,24 @@ def run_soak(graph: GraphProcess, client: GraphClient, bag: Path, minutes: float
             memory.append((time.monotonic() - started, _rss_mb(graph.process.pid), voxels))
 
     def ask() -> None:
-        while not stop.wait(query_period_s):
+        while not stop.wait(0.2) and int(client.diagnostics("grounding_node").get("objects", 0)) == 0:
+            pass
+        due, period = time.monotonic(), 1.0 / call_hz
+        while not stop.is_set():
+            query = SOAK_QUERIES[(calls["answered"] + calls["dropped"]) % len(SOAK_QUERIES)]
             try:
-                _, ms = client.ground("the chair next to the table", max_results=3)
-                calls["answered"] += 1
-                calls["latency_ms"].append(ms)
+                response, ms = client.ground(query, max_results=3)
             except GraphError:
                 calls["dropped"] += 1
+            else:
+                calls["latency_ms"].append(ms)
+                if response.success:
+                    calls["answered"] += 1
+                else:
+                    reason = response.message.split(":")[0]
+                    calls["failed"][reason] = calls["failed"].get(reason, 0) + 1
+            due = max(due + period, time.monotonic() - period)
+            stop.wait(max(0.0, due - time.monotonic()))
 
     threads = [threading.Thread(target=sample, daemon=True), threading.Thread(target=ask, daemon=True)]
     for thread in threads:
@@ -103,9 +120,22 @@ def run_soak(graph: GraphProcess, client: GraphClient, bag: Path, minutes: float
         "budget_voxels": budget, "budget_full_after_s": full_at,
         "rss_after_full_mb": {"first": after[0], "last": after[-1], "max": max(after), "min": min(after)}
         if after else None,
-        "service_calls": {"answered": calls["answered"], "dropped": calls["dropped"],
-                          "latency_ms": percentiles(calls["latency_ms"])},
+        "rss_windows_mb": _windows(memory, 120.0),
+        "service_calls": {"call_hz": call_hz, "answered": calls["answered"], "dropped": calls["dropped"],
+                          "failed": calls["failed"], "calls_per_s": len(calls["latency_ms"]) / max(
+                              1e-9, time.monotonic() - started), "latency_ms": percentiles(calls["latency_ms"])},
         "drops": {name: {k: v for k, v in client.diagnostics(name).items() if k.startswith("drops.")}
                   for name in ("fusion_node", "segmentation_node", "grounding_node")},
         "evicted_voxels": int(fusion.get("map.evicted", 0)),
     }
+
+
+def _windows(memory: list[tuple[float, float, int]], width_s: float) -> list[dict[str, float]]:
+    """Mean and max resident memory in consecutive windows of `width_s`."""
+    out = []
+    for start in np.arange(0.0, memory[-1][0] if memory else 0.0, width_s):
+        rss = [value for t, value, _ in memory if start <= t < start + width_s]
+        if rss:
+            out.append({"from_s": float(start), "to_s": float(start + width_s), "mean": float(np.mean(rss)),
+                        "max": float(np.max(rss))})
+    return out

@@ -154,7 +154,8 @@ class SegmentationNodeConfig(NodeConfig):
     tile_m: float = param(8.0, "Largest extent of the cells of one network pass: a cube around the most changed "
                                "cell (bounds its memory with margin_m).", 0.05, 1000.0)
     objects_period_s: float = param(3.0, "Least seconds between two refreshes of the instances while the "
-                                         "network is behind the map (once it has caught up they refresh at once).",
+                                         "network is behind the map, and at least three times the last pass's own time "
+                                         "(once it has caught up they refresh at once).",
                                     0.0, 3600.0)
     superpoint_voting: bool = param(True, "Label each voxel by the vote of its superpoint (the class distribution "
                                           "summed over the patch) at every refresh of the instances, not by its "

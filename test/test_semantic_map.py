@@ -225,3 +225,22 @@ def test_objects_vote_the_labels_of_isolated_voxels_inside_their_superpoint(stud
         assert np.all((scores > 0) & (scores <= 1))
     else:
         assert 0 < np.mean(labels[floor_voxels] == 2) < 0.2 and semantic.version == version
+
+
+def test_objects_reuse_superpoints_until_the_map_changes(student, monkeypatch):
+    import ov3d_ros.mapping.semantic_map as semantic_map_module
+    calls = []
+    real = semantic_map_module.compute_superpoints
+    monkeypatch.setattr(semantic_map_module, "compute_superpoints", lambda xyz, rgb: calls.append(len(xyz)) or
+                        real(xyz, rgb))
+    xyz, rgb = room(2)
+    semantic = SemanticMap(student, vocabulary())
+    semantic.update(xyz, rgb)
+    settle(semantic)
+    first, _ = semantic.objects()
+    again, _ = semantic.objects()                                   # same points: the superpoints are reused
+    assert len(calls) == 1 and np.allclose(first.centres, again.centres)
+    semantic.update(xyz[: len(xyz) // 2], rgb[: len(xyz) // 2])     # half the room left: computed anew
+    settle(semantic)
+    semantic.objects()
+    assert len(calls) == 2 and calls[1] < calls[0]

@@ -127,6 +127,7 @@ class SemanticMap:
         self.voxel_size = float(student.config.voxel_size)
         self.version = 0                                 # bumped by every change of features or labels
         self.objects_version = -1                        # the version the last objects() result describes
+        self._superpoint_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None   # (xyz, rgb, ids)
         self._lock = threading.RLock()
         self._keys = np.empty(0, np.int64)
         self._xyz = np.empty((0, 3), np.float32)
@@ -359,7 +360,7 @@ class SemanticMap:
         xyz, rgb, unit, weights, cell = _downsample(xyz, rgb, features, self.settings.objects_voxel_m)
         class_scores = np.concatenate([space.logits(unit[i:i + LABEL_CHUNK]).numpy()
                                        for i in range(0, len(unit), LABEL_CHUNK)])
-        superpoints = compute_superpoints(xyz, rgb)
+        superpoints = self._superpoints_of(xyz, rgb)
         objects = map_objects(xyz, rgb, unit.numpy(), np.ones(len(xyz), bool), class_scores, superpoints, weights)
         if self.settings.superpoint_voting:
             labels, scores = superpoint_labels(class_scores, superpoints, self.settings.temperature, weights)
@@ -368,6 +369,16 @@ class SemanticMap:
         ids = self._instance_ids(objects)
         self._previous_objects = (objects, ids)
         return objects, ids
+
+    def _superpoints_of(self, xyz: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        """The superpoints of the downsampled map, reused while its points and colours are unchanged (the last
+        passes after the sensors stop only see new features, and superpoints are half of a pass)."""
+        cached = self._superpoint_cache
+        if cached is not None and np.array_equal(cached[0], xyz) and np.array_equal(cached[1], rgb):
+            return cached[2]
+        superpoints = compute_superpoints(xyz, rgb)
+        self._superpoint_cache = (xyz, rgb, superpoints)
+        return superpoints
 
     def _set_voted_labels(self, keys: np.ndarray, labels: np.ndarray, scores: np.ndarray, vocabulary: int,
                           version: int) -> int:

@@ -5,7 +5,7 @@ network (`ov3d_ros.mapping.semantic_map`):
 - labels: each new /ov3d/map is taken at once (one that arrives while another waits replaces it: counted as
   `superseded`); new voxels are labelled from their neighbours, and the semantic map is published;
 - network: the student catches up over the changed regions one tile at a time; once it has caught up (and
-  every `objects_period_s` while it has not) the instances are refreshed and published (boxes for RViz,
+  every `objects_period_s` while it has not, taking at most a quarter of the thread's time) the instances are refreshed and published (boxes for RViz,
   objects for the grounding node) and the semantic map is published again with the network's new features (a
   map is megabytes: not after every tile).
 """
@@ -54,6 +54,7 @@ SEMANTIC_POINT_DTYPE = np.dtype([("x", np.float32), ("y", np.float32), ("z", np.
                                  ("label", np.uint32), ("score", np.float32)])
 VOCABULARY_FILE = "vocabulary.yaml"
 MARKER_ALPHA = 0.35
+OBJECTS_SHARE_BEHIND = 0.25   # while the network is behind the map, objects passes take at most this share of its thread
 
 
 class SegmentationNode(Node):
@@ -79,7 +80,8 @@ class SegmentationNode(Node):
         self._pending: PointCloud2 | None = None
         self._stamp_ns = 0
         self._objects_due = False
-        self._last_objects = -float("inf")
+        self._last_objects = -float("inf")        # when the last objects pass ended
+        self._objects_gap_s = 0.0                    # least seconds to the next pass while the network is behind
         self._object_count = 0
         self._objects_version = -1
         self._lock = threading.Lock()
@@ -138,7 +140,7 @@ class SegmentationNode(Node):
             self.drops.drop("internal_error", traceback.format_exc(limit=4))
             response.success, response.message = False, f"internal error: {exc}"
             return response
-        self._objects_due, self._last_objects = True, -float("inf")
+        self._objects_due, self._last_objects, self._objects_gap_s = True, -float("inf"), 0.0
         self._request_republish()
         self._network_wake.set()
         response.success = True
@@ -212,13 +214,17 @@ class SegmentationNode(Node):
             if report.recomputed:                # shown with the next map, or with the objects' refresh
                 self.times.add("student", report.student_s * 1000.0)
                 self._objects_due = True
-        # objects once the network has caught up, and every objects_period_s while it has not
+        # objects once the network has caught up; while it has not, every objects_period_s and at most
+        # OBJECTS_SHARE_BEHIND of this thread's time (a pass on a large map takes seconds the tiles need)
         caught_up = not self.semantic.stale_blocks
-        if self._objects_due and (caught_up or time.monotonic() - self._last_objects >= self.config.objects_period_s):
+        since = time.monotonic() - self._last_objects
+        if self._objects_due and (caught_up or since >= max(self.config.objects_period_s, self._objects_gap_s)):
             self._objects_due = False
-            self._last_objects = time.monotonic()
+            started = time.monotonic()
             with self.times.measure("objects"):
                 objects, ids = self.semantic.objects()
+            self._last_objects = time.monotonic()
+            self._objects_gap_s = (self._last_objects - started) * (1.0 - OBJECTS_SHARE_BEHIND) / OBJECTS_SHARE_BEHIND
             self._publish_objects(objects, ids)
             self._objects_version = self.semantic.objects_version
             self._request_republish()

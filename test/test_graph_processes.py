@@ -70,6 +70,7 @@ def test_replay_gives_a_labelled_map_and_a_grounding_answer(scene, tmp_path):
     assert seg["map_voxels"] > 5000 and seg["coverage"] > 0.8
     assert len(np.unique(labelled.label)) >= 2 and seg["online"]["miou"] > 0
     assert report["grounding"]["queries"] > 0 and report["received"]["lidar"] > 0
+    assert report["settle_timeline"][-1]["waiting_for"] is None      # the last entry: nothing left to wait for
     assert response.success, response.message
     box = top_box(response)
     objects = [truth[i] for i, name in classes.items() if name == wanted and i in truth]

@@ -139,16 +139,18 @@ def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scen
     log = PublishLog()
     stats = replay_bag(bag, rate=rate, progress=progress, wait_for_subscribers_s=30.0, on_publish=log.add)
     replay_end = time.monotonic()
-    reason: list[str | None] = [None]
+    timeline: list[tuple[float, str | None]] = []       # (s after the replay, what the graph still waits for)
 
-    def caught_up() -> bool:
-        reason[0] = unsettled(client)
-        return reason[0] is None
+    def settled_now() -> bool:
+        reason = unsettled(client)
+        if not timeline or timeline[-1][1] != reason:
+            timeline.append((round(time.monotonic() - replay_end, 2), reason))
+        return reason is None
 
     try:
-        settle_s = client.wait_until(caught_up, settle_timeout_s, "the graph settling after the replay")
+        settle_s = client.wait_until(settled_now, settle_timeout_s, "the graph settling after the replay")
     except GraphError as error:
-        raise GraphError(f"{error} ({reason[0]})") from None
+        raise GraphError(f"{error} ({timeline[-1][1]})") from None
     diagnostics = {name: client.diagnostics(name) for name in NODES}
     labelled = client.semantic_map(dataset.classes)
     if labelled is None:
@@ -180,6 +182,7 @@ def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scen
         "ingested_fraction": ingested,
         "lag_after_replay_s": lag_s,
         "settled_after_replay_s": settle_s,
+        "settle_timeline": [{"after_s": t, "waiting_for": reason} for t, reason in timeline],
         "semantic_map_refresh_s": refresh_stats | {"count": len(refresh)},
         "segmentation": {"online": online_summary, "offline": offline_summary, "coverage": coverage,
                          "online_minus_offline_miou": online_summary["miou"] - offline_summary["miou"],

@@ -450,6 +450,7 @@ def run_bench_soak(args: argparse.Namespace) -> int:
               f"max {window['max']:.0f} MB")
     print(f"service calls at {calls['call_hz']:g} Hz ({calls['calls_per_s']:.1f} made a second): "
           f"{calls['answered']} answered, {sum(calls['failed'].values())} failed {calls['failed'] or ''}, "
-          f"{calls['dropped']} dropped; p50 {calls['latency_ms']['p50']:.1f} ms, p99 {calls['latency_ms']['p99']:.1f} ms")
+          f"{calls['dropped']} dropped; p50 {calls['latency_ms']['p50']:.1f} ms, "
+          f"p99 {calls['latency_ms']['p99']:.1f} ms")
     print(f"wrote {out} and {png}")
     return 0

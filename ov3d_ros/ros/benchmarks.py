@@ -11,6 +11,7 @@ import numpy as np
 from ov3d_interfaces.msg import ObjectMap
 
 from ov3d_ros.config import LanguageConfig
+from ov3d_ros.evaluation.answers import Answer, answer_kind
 from ov3d_ros.evaluation.bench_grounding import distinct_queries, synthetic_objects
 from ov3d_ros.evaluation.latency import percentiles
 from ov3d_ros.messages.object_map import ObjectMapContent, object_map_to_msg
@@ -62,7 +63,7 @@ def run_soak(graph: GraphProcess, client: GraphClient, bag: Path, minutes: float
     """Loop `bag` at `rate` for `minutes` into `graph`; sample its resident memory every `sample_s` and, once
     the grounding node holds objects, ask /ground_object at `call_hz` as a planner would (SOAK_QUERIES in turn,
     on a fixed schedule; a late call goes at once). A call without a response counts as dropped, one answered
-    `success=false` as failed (counted by message)."""
+    `success=false` as failed (counted by the kind of refusal, `answer_kind`)."""
     from ov3d_ros.data.rosbag import BagReader
 
     with BagReader(bag) as reader:
@@ -93,8 +94,8 @@ def run_soak(graph: GraphProcess, client: GraphClient, bag: Path, minutes: float
                 if response.success:
                     calls["answered"] += 1
                 else:
-                    reason = response.message.split(":")[0]
-                    calls["failed"][reason] = calls["failed"].get(reason, 0) + 1
+                    kind = answer_kind(Answer(False, response.message))
+                    calls["failed"][kind] = calls["failed"].get(kind, 0) + 1
             due = max(due + period, time.monotonic() - period)
             stop.wait(max(0.0, due - time.monotonic()))
 

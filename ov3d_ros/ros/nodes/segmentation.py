@@ -5,9 +5,9 @@ network (`ov3d_ros.mapping.semantic_map`):
 - labels: each new /ov3d/map is taken at once (one that arrives while another waits replaces it: counted as
   `superseded`); new voxels are labelled from their neighbours, and the semantic map is published;
 - network: the student catches up over the changed regions one tile at a time; once it has caught up (and
-  every `objects_period_s` while it has not, taking at most a quarter of the thread's time) the instances are refreshed and published (boxes for RViz,
-  objects for the grounding node) and the semantic map is published again with the network's new features (a
-  map is megabytes: not after every tile).
+  every `objects_period_s` while it has not, taking at most OBJECTS_SHARE_BEHIND of the thread's time) the
+  instances are refreshed and published (boxes for RViz, objects for the grounding node) and the semantic map
+  is published again with the network's new features (a map is megabytes: not after every tile).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ SEMANTIC_POINT_DTYPE = np.dtype([("x", np.float32), ("y", np.float32), ("z", np.
                                  ("label", np.uint32), ("score", np.float32)])
 VOCABULARY_FILE = "vocabulary.yaml"
 MARKER_ALPHA = 0.35
-OBJECTS_SHARE_BEHIND = 0.25   # while the network is behind the map, objects passes take at most this share of its thread
+OBJECTS_SHARE_BEHIND = 0.25   # while the network is behind the map, objects passes take at most this share of it
 
 
 class SegmentationNode(Node):

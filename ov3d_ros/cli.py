@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ov3d_ros.config import ConfigError, default_config_path, load_perception_config
+from ov3d_ros.config import ConfigError, PerceptionConfig, default_config_path, load_perception_config
 
 
 class CliError(Exception):
@@ -15,24 +15,26 @@ class CliError(Exception):
 
 Handler = Callable[[argparse.Namespace], int]
 
-# verb -> (help, issue that brings it) for verbs of the contract that are not built yet
-
-
 def _cmd_launch(args: argparse.Namespace) -> int:
     config = Path(args.config)
     load_perception_config(config)  # fail fast, with a readable line, before any node starts
-    from ov3d_ros.ros.launcher import graph_factories, run_nodes
-    return run_nodes(graph_factories(), params_file=config)
+    if args.node or args.one_process:
+        from ov3d_ros.ros.launcher import graph_factories, run_nodes
+        return run_nodes(graph_factories([args.node] if args.node else None), params_file=config)
+    from ov3d_ros.ros.launcher import run_node_processes
+    return run_node_processes(PerceptionConfig.node_names(), config)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     if args.rate <= 0:
         raise CliError(f"--rate must be positive, got {args.rate}")
+    if args.planner_hz is not None and args.planner_hz < 0:
+        raise CliError(f"--planner-hz must not be negative, got {args.planner_hz}")
     if args.eval is not None:
         from ov3d_ros.commands.replay import run_replay_eval
         return run_replay_eval(args)
-    if args.launch or args.json or args.scene:
-        raise CliError("--launch, --json and --scene go with --eval")
+    if args.launch or args.json or args.scene or args.planner_hz is not None:
+        raise CliError("--launch, --json, --scene and --planner-hz go with --eval")
     from ov3d_ros.ros.replay import replay_bag
     stats = replay_bag(Path(args.bag), rate=args.rate, topics=args.topics, progress=not args.quiet,
                        wait_for_subscribers_s=args.wait_for_subscribers)
@@ -114,11 +116,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ov3d", description="Open-vocabulary 3D perception for ROS 2.")
     verbs = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
 
-    launch = verbs.add_parser("launch", help="start the node graph in one process from a perception YAML",
-                              description="Start the perception node graph in this process (MultiThreadedExecutor); "
-                                          "SIGINT or SIGTERM stops it cleanly.")
+    launch = verbs.add_parser("launch", help="start the node graph from a perception YAML",
+                              description="Start the perception node graph: one child process per node, as `ros2 "
+                                          "launch ov3d_ros perception.launch.py` does (a node that exits stops the "
+                                          "others); SIGINT or SIGTERM stops it cleanly.")
     launch.add_argument("--config", default=str(default_config_path("perception.yaml")),
                         help="ROS 2 parameter file (default: %(default)s)")
+    where = launch.add_mutually_exclusive_group()
+    where.add_argument("--one-process", action="store_true",
+                       help="every node in this process (MultiThreadedExecutor): one interpreter's memory, but the "
+                            "nodes share its lock, so /ground_object waits while the others run Python")
+    where.add_argument("--node", choices=PerceptionConfig.node_names(), help="only this node, in this process")
     launch.set_defaults(run=_cmd_launch)
 
     replay = verbs.add_parser("replay", help="publish a rosbag2 (MCAP or sqlite3) into the graph, with /clock",
@@ -137,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --eval: report path (default: replay_<scene>.json), plots beside it")
     replay.add_argument("--launch", action="store_true",
                         help="with --eval: start the graph (ov3d launch --config) for the replay and stop it after")
+    replay.add_argument("--planner-hz", type=float, default=None, metavar="HZ",
+                        help="with --eval: a planner asks /ground_object the scene's descriptions at this rate while "
+                             "the bag plays, timed as the map updates (default: 2; 0: none)")
     _graph_config_arg(replay)
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(run=_cmd_replay)

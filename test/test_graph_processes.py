@@ -4,8 +4,6 @@ object; kill -9 and a restart resume the snapshot; a storm of malformed messages
 node running with the drops counted."""
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 import numpy as np
@@ -20,6 +18,7 @@ from tf2_msgs.msg import TFMessage  # noqa: E402
 from ov3d_ros.config import MultiViewFusionConfig, SynthConfig, default_config_path, load_perception_config  # noqa
 from ov3d_ros.data.dataset import Dataset  # noqa: E402
 from ov3d_ros.evaluation.grounding import instance_boxes, instance_classes  # noqa: E402
+from ov3d_ros.evaluation.online import proposal_recalls  # noqa: E402
 from ov3d_ros.geometry.voxels import pack_coords, voxel_coords  # noqa: E402
 from ov3d_ros.geometry.boxes import box_iou  # noqa: E402
 from ov3d_ros.ros.graph_client import GraphClient, GraphProcess, isolated_config  # noqa: E402
@@ -71,6 +70,11 @@ def test_replay_gives_a_labelled_map_and_a_grounding_answer(scene, tmp_path):
     assert len(np.unique(labelled.label)) >= 2 and seg["online"]["miou"] > 0
     assert report["grounding"]["queries"] > 0 and report["received"]["lidar"] > 0
     assert report["settle_timeline"][-1]["waiting_for"] is None      # the last entry: nothing left to wait for
+    recall = report["grounding"]["proposal_recall"]
+    assert 0 < recall["online"]["recall@0.25"] <= 1 and 0 < recall["offline"]["recall@0.25"] <= 1
+    language = load_perception_config(config).segmentation_node.language
+    assert proposal_recalls(dataset, scene_id, list(truth.values()), "default", language)["online"] == \
+        {"recall@0.25": 1.0, "recall@0.5": 1.0}                      # the true boxes recall every target
     assert response.success, response.message
     box = top_box(response)
     objects = [truth[i] for i, name in classes.items() if name == wanted and i in truth]
@@ -113,8 +117,7 @@ def test_kill_9_and_restart_resume_the_last_snapshot(scene, tmp_path):
             student_voxels = len(np.unique(pack_coords(voxel_coords(centroids, student_size))))
             missing = client.map_file("load", str(tmp_path / "nowhere.npz"))
             assert not missing.success and "nowhere.npz" in missing.message
-            os.kill(graph.process.pid, signal.SIGKILL)
-            graph.process.wait(timeout=10)
+            graph.kill()
             graph.stop()
             client.forget_diagnostics()
             graph = GraphProcess(config, tmp_path / "second.log").start()

@@ -1,10 +1,12 @@
-"""A real two-process test: `ov3d launch` in one process, a /ground_object client in this one, over DDS."""
+"""Real multi-process tests: `ov3d launch` (a process per node) and a /ground_object client here, over DDS."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +55,28 @@ def test_launch_serves_ground_object_and_stops_on_sigint(ros_context):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_node_process_that_dies_stops_the_graph(tmp_path):
+    from ov3d_ros.config import default_config_path
+    from ov3d_ros.ros.graph_client import GraphProcess, isolated_config
+
+    graph = GraphProcess(isolated_config(default_config_path("perception.yaml"), tmp_path), tmp_path / "graph.log")
+    graph.start()
+    try:
+        deadline = time.monotonic() + 30.0
+        while len(graph.pids()) < 4 and time.monotonic() < deadline:   # the launcher and one process per node
+            time.sleep(0.2)
+        nodes = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in graph.pids()}
+        names = sorted(args[args.index(b"--node") + 1].decode() for args in nodes.values() if b"--node" in args)
+        assert names == ["fusion_node", "grounding_node", "segmentation_node"]
+        grounding = next(pid for pid, args in nodes.items() if b"grounding_node" in args)
+        os.kill(grounding, signal.SIGKILL)
+        assert graph.process.wait(timeout=40.0) != 0
+        deadline = time.monotonic() + 20.0
+        while graph.pids() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert graph.pids() == [], "node processes outlived their launcher"
+    finally:
+        graph.stop()
+    assert "grounding_node exited with status -9; stopping the graph" in (tmp_path / "graph.log").read_text()

@@ -28,6 +28,14 @@ def write_replay_report(report: dict[str, Any], labelled: LabelledMap, out_json:
     write_json(out_json, report)
 
 
+def _while_updating(calls: dict[str, Any] | None) -> str:
+    if calls is None:
+        return "no /ground_object calls while the map updated"
+    latency, failed = calls["latency_ms"], sum(calls["failed"].values())
+    return (f"/ground_object while the map updated ({calls['call_hz']:g} Hz): p50 {latency['p50']:.1f} ms, p99 "
+            f"{latency['p99']:.1f} ms; {calls['answered']} answered, {failed} refused, {calls['dropped']} dropped")
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """The report's headline numbers, one per line."""
     seg, ground = report["segmentation"], report["grounding"]
@@ -43,6 +51,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"grounding Acc@0.25 {overall['acc@0.25']:.1f}, Acc@0.5 {overall['acc@0.5']:.1f} over "
         f"{ground['queries']} descriptions ({ground['answered']} answered); /ground_object p50 "
         f"{service['p50']:.1f} ms, p99 {service['p99']:.1f} ms",
+        _while_updating(ground["while_updating"]),
+        "proposal recall@0.25 of the described objects online {:.1f} % vs offline {:.1f} %".format(
+            *(100 * ground["proposal_recall"][where]["recall@0.25"] for where in ("online", "offline"))),
         f"answers right {100 * answers['precision_answered']:.1f} % of the time; "
         + ", ".join(f"{kind} {count}" for kind, count in answers["kinds"].items()),
     ]
@@ -52,7 +63,7 @@ def run_replay_eval(args: argparse.Namespace) -> int:
     import tempfile
 
     from ov3d_ros.ros.graph_client import GraphClient, GraphProcess, isolated_config
-    from ov3d_ros.ros.replay_eval import run_replay_evaluation
+    from ov3d_ros.ros.replay_eval import PLANNER_HZ, run_replay_evaluation
 
     bag, dataset = Path(args.bag), Dataset(args.eval)
     scene = args.scene or bag.name
@@ -66,8 +77,9 @@ def run_replay_eval(args: argparse.Namespace) -> int:
                              ).start() if args.launch else None
         try:
             with GraphClient("ov3d_evaluator") as client:
-                report, labelled = run_replay_evaluation(client, bag, dataset, scene, config, rate=args.rate,
-                                                         progress=not args.quiet)
+                report, labelled = run_replay_evaluation(
+                    client, bag, dataset, scene, config, rate=args.rate, progress=not args.quiet,
+                    planner_hz=PLANNER_HZ if args.planner_hz is None else args.planner_hz)
         finally:
             if graph is not None:
                 graph.stop()

@@ -6,9 +6,13 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
+import torch.nn.functional as F
 
 from ov3d_ros.data.openscene import IGNORE_LABEL, SceneCloud
+from ov3d_ros.evaluation.segmentation import FeatureSource
 from ov3d_ros.geometry.boxes import OrientedBox, box_iou, iou_matrix
+from ov3d_ros.grounding.objects import SceneObjects, map_objects
+from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.mapping.instances import fit_box
 
 THRESHOLDS = (0.25, 0.5)
@@ -35,6 +39,16 @@ def instance_classes(cloud: SceneCloud) -> dict[int, int]:
         if instance >= 0 and len(labels):
             classes[int(instance)] = int(np.bincount(labels).argmax())
     return classes
+
+
+def labelled_objects(scene: str, cloud: SceneCloud, source: FeatureSource, space: Vocabulary,
+                     superpoints: np.ndarray) -> SceneObjects:
+    """The objects of a scene's cloud labelled by a feature source (2D fusion or a student): its features scored
+    against `space`'s classes, then the map's instance proposals."""
+    features, valid = source(scene, cloud)
+    unit = F.normalize(features.float(), dim=1)
+    return map_objects(cloud.coords, cloud.colors, unit.numpy(), valid.numpy(), space.logits(unit).numpy(),
+                       superpoints)
 
 
 def proposal_recall(truth: Sequence[OrientedBox], proposals: Sequence[OrientedBox],

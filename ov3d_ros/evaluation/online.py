@@ -15,11 +15,13 @@ from scipy.spatial.transform import Rotation
 from ov3d_ros.config import LanguageConfig
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.scanrefer import ReferringExpression, read_scanrefer
-from ov3d_ros.evaluation.grounding import GroundingCase, instance_boxes, score_case
+from ov3d_ros.evaluation.grounding import (GroundingCase, instance_boxes, labelled_objects, recall_from_overlap,
+                                           score_case, truth_overlap)
 from ov3d_ros.evaluation.metrics import ConfusionAccumulator, SegmentationScores, segmentation_scores
 from ov3d_ros.evaluation.segmentation import checkpoint_source, dataset_vocabulary, evaluate_features
 from ov3d_ros.geometry.boxes import OrientedBox
 from ov3d_ros.language.vocabulary import Vocabulary
+from ov3d_ros.mapping.superpoints import SuperpointCache
 from ov3d_ros.mapping.scene_maps import TRANSFER_DISTANCE_M, nearest_map_point
 
 
@@ -63,6 +65,20 @@ def offline_scores(dataset: Dataset, scene: str, checkpoint: str | Path, languag
     vocabulary = vocabulary or dataset_vocabulary(dataset, language)
     source, space, _ = checkpoint_source(checkpoint, vocabulary)
     return evaluate_features(dataset, [scene], source, space, progress=False).scores
+
+
+def proposal_recalls(dataset: Dataset, scene: str, online: Sequence[OrientedBox], checkpoint: str | Path,
+                     language: LanguageConfig) -> dict[str, dict[str, float]]:
+    """Recall of the scene's described targets (one per description, as `ov3d eval ground` counts them) by the
+    `online` objects' boxes, and by the objects the same checkpoint gives offline on the scene's own cloud."""
+    cloud = dataset.scene_cloud(scene)
+    truth = instance_boxes(cloud)
+    targets = [truth[e.object_id] for e in scene_descriptions(dataset, scene) if e.object_id in truth]
+    source, space, _ = checkpoint_source(checkpoint, dataset_vocabulary(dataset, language))
+    superpoints = SuperpointCache.of_dataset(dataset.root).get(scene, cloud.coords, cloud.colors)
+    offline = labelled_objects(scene, cloud, source, space, superpoints).boxes
+    return {"online": recall_from_overlap(truth_overlap(targets, list(online))),
+            "offline": recall_from_overlap(truth_overlap(targets, offline))}
 
 
 def answer_box(position: Sequence[float], orientation_xyzw: Sequence[float], size: Sequence[float]) -> OrientedBox:

@@ -11,11 +11,11 @@ import numpy as np
 from ov3d_interfaces.msg import ObjectMap
 
 from ov3d_ros.config import LanguageConfig
-from ov3d_ros.evaluation.answers import Answer, answer_kind
 from ov3d_ros.evaluation.bench_grounding import distinct_queries, synthetic_objects
 from ov3d_ros.evaluation.latency import percentiles
 from ov3d_ros.messages.object_map import ObjectMapContent, object_map_to_msg
-from ov3d_ros.ros.graph_client import GraphClient, GraphError, GraphProcess
+from ov3d_ros.ros.graph_client import GraphClient, GraphProcess
+from ov3d_ros.ros.planner_calls import PlannerCalls
 from ov3d_ros.ros.qos import LATCHED
 from ov3d_ros.ros.replay import replay_bag
 
@@ -46,24 +46,14 @@ def run_service_benchmark(client: GraphClient, language: LanguageConfig, objects
             "unanswered": unanswered}
 
 
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a process, MB (VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    raise GraphError(f"process {pid} has no VmRSS")
-
-
 SOAK_QUERIES = ("the chair next to the table", "the table", "the largest cabinet", "the door",
                 "the chair closest to the window", "the bookshelf against the wall")
 
 
 def run_soak(graph: GraphProcess, client: GraphClient, bag: Path, minutes: float, rate: float,
              sample_s: float = 5.0, call_hz: float = 20.0) -> dict[str, Any]:
-    """Loop `bag` at `rate` for `minutes` into `graph`; sample its resident memory every `sample_s` and, once
-    the grounding node holds objects, ask /ground_object at `call_hz` as a planner would (SOAK_QUERIES in turn,
-    on a fixed schedule; a late call goes at once). A call without a response counts as dropped, one answered
-    `success=false` as failed (counted by the kind of refusal, `answer_kind`)."""
+    """Loop `bag` at `rate` for `minutes` into `graph`; sample its resident memory every `sample_s` while a
+    planner asks /ground_object at `call_hz` (SOAK_QUERIES in turn; `PlannerCalls`)."""
     from ov3d_ros.data.rosbag import BagReader
 
     with BagReader(bag) as reader:
@@ -71,37 +61,16 @@ def run_soak(graph: GraphProcess, client: GraphClient, bag: Path, minutes: float
     client.wait_for_graph()
     stop = threading.Event()
     memory: list[tuple[float, float, int]] = []          # (seconds since start, RSS MB, map voxels)
-    calls: dict[str, Any] = {"answered": 0, "dropped": 0, "failed": {}, "latency_ms": []}
     started = time.monotonic()
 
     def sample() -> None:
         while not stop.wait(sample_s):
             voxels = int(client.diagnostics("fusion_node").get("map.voxels", 0))
-            memory.append((time.monotonic() - started, _rss_mb(graph.process.pid), voxels))
+            memory.append((time.monotonic() - started, graph.resident_mb(), voxels))
 
-    def ask() -> None:
-        while not stop.wait(0.2) and int(client.diagnostics("grounding_node").get("objects", 0)) == 0:
-            pass
-        due, period = time.monotonic(), 1.0 / call_hz
-        while not stop.is_set():
-            query = SOAK_QUERIES[(calls["answered"] + calls["dropped"]) % len(SOAK_QUERIES)]
-            try:
-                response, ms = client.ground(query, max_results=3)
-            except GraphError:
-                calls["dropped"] += 1
-            else:
-                calls["latency_ms"].append(ms)
-                if response.success:
-                    calls["answered"] += 1
-                else:
-                    kind = answer_kind(Answer(False, response.message))
-                    calls["failed"][kind] = calls["failed"].get(kind, 0) + 1
-            due = max(due + period, time.monotonic() - period)
-            stop.wait(max(0.0, due - time.monotonic()))
-
-    threads = [threading.Thread(target=sample, daemon=True), threading.Thread(target=ask, daemon=True)]
-    for thread in threads:
-        thread.start()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    planner = PlannerCalls(client, SOAK_QUERIES, call_hz).start()
     deadline = threading.Timer(minutes * 60.0, stop.set)
     deadline.start()
     try:
@@ -109,8 +78,8 @@ def run_soak(graph: GraphProcess, client: GraphClient, bag: Path, minutes: float
     finally:
         stop.set()
         deadline.cancel()
-        for thread in threads:
-            thread.join(timeout=30.0)
+        planner.stop()
+        sampler.join(timeout=30.0)
     fusion = client.diagnostics("fusion_node")
     budget = int(fusion.get("map.budget", 0))
     full_at = next((t for t, _, voxels in memory if budget and voxels >= budget), None)
@@ -118,13 +87,12 @@ def run_soak(graph: GraphProcess, client: GraphClient, bag: Path, minutes: float
     return {
         "minutes": minutes, "rate": rate, "loops": loops, "bag_seconds_played": stats.bag_duration_s,
         "published": dict(stats.published), "memory_mb": [[t, rss, voxels] for t, rss, voxels in memory],
+        "graph_processes": len(graph.pids()),
         "budget_voxels": budget, "budget_full_after_s": full_at,
         "rss_after_full_mb": {"first": after[0], "last": after[-1], "max": max(after), "min": min(after)}
         if after else None,
         "rss_windows_mb": _windows(memory, 120.0),
-        "service_calls": {"call_hz": call_hz, "answered": calls["answered"], "dropped": calls["dropped"],
-                          "failed": calls["failed"], "calls_per_s": len(calls["latency_ms"]) / max(
-                              1e-9, time.monotonic() - started), "latency_ms": percentiles(calls["latency_ms"])},
+        "service_calls": planner.report(),
         "drops": {name: {k: v for k, v in client.diagnostics(name).items() if k.startswith("drops.")}
                   for name in ("fusion_node", "segmentation_node", "grounding_node")},
         "evicted_voxels": int(fusion.get("map.evicted", 0)),

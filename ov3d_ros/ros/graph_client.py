@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from ov3d_interfaces.msg import ObjectMap
 from ov3d_interfaces.srv import GroundObject, MapFile, SetVocabulary
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -25,6 +26,7 @@ from sensor_msgs.msg import PointCloud2
 
 from ov3d_ros.evaluation.online import LabelledMap
 from ov3d_ros.messages import pointcloud2_to_array, unpack_rgb
+from ov3d_ros.messages.object_map import ObjectMapContent, msg_to_object_map
 from ov3d_ros.ros.dds import configure_transport
 from ov3d_ros.ros.health import DIAGNOSTICS_TOPIC, diagnostic_values, status_name
 from ov3d_ros.ros.qos import LATCHED
@@ -56,16 +58,19 @@ def cdr_header_stamp_ns(raw: bytes) -> int:
 class GraphClient:
     """A node in its own context, spun by a background thread; every call is thread-safe and bounded in time."""
 
-    def __init__(self, name: str = "ov3d_client", semantic_map_topic: str = "/ov3d/semantic_map") -> None:
+    def __init__(self, name: str = "ov3d_client", semantic_map_topic: str = "/ov3d/semantic_map",
+                 objects_topic: str = "/ov3d/objects") -> None:
         configure_transport()
         self._context = Context()
         rclpy.init(context=self._context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node(name, context=self._context)
         self._lock = threading.Lock()
         self._semantic_map: bytes | None = None        # serialised: decoded only when asked for
+        self._objects: bytes | None = None
         self.map_samples: list[SemanticMapSample] = []
         self._diagnostics: dict[str, dict[str, str]] = {}
         self.node.create_subscription(PointCloud2, semantic_map_topic, self._on_semantic_map, LATCHED, raw=True)
+        self.node.create_subscription(ObjectMap, objects_topic, self._on_objects, LATCHED, raw=True)
         self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 50)
         self._ground = self.node.create_client(GroundObject, "/ground_object")
         self._vocabulary = self.node.create_client(SetVocabulary, "/set_vocabulary")
@@ -80,6 +85,10 @@ class GraphClient:
         with self._lock:
             self._semantic_map = raw
             self.map_samples.append(SemanticMapSample(cdr_header_stamp_ns(raw), received))
+
+    def _on_objects(self, raw: bytes) -> None:
+        with self._lock:
+            self._objects = raw
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         with self._lock:
@@ -140,6 +149,12 @@ class GraphClient:
         xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1).astype(np.float64)
         return LabelledMap(xyz, cloud["label"].astype(np.int64), unpack_rgb(cloud["rgb"]), tuple(labels))
 
+    def objects(self) -> ObjectMapContent | None:
+        """The newest objects the segmentation node published, decoded."""
+        with self._lock:
+            raw = self._objects
+        return None if raw is None else msg_to_object_map(deserialize_message(raw, ObjectMap))
+
     def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.2,
                    hold_s: float = 0.0) -> float:
         """Seconds until `condition()` held (at every poll for `hold_s` in a row, when given); GraphError naming
@@ -191,7 +206,8 @@ def isolated_config(config: str | os.PathLike[str], folder: str | os.PathLike[st
 
 
 class GraphProcess:
-    """`ov3d launch --config CONFIG` in a child process (its output in `log`), stopped with SIGINT."""
+    """`ov3d launch --config CONFIG` in a child process (its output in `log`) that leads its own process group (it
+    and its node processes), stopped with SIGINT."""
 
     def __init__(self, config: str | os.PathLike[str], log: str | os.PathLike[str]) -> None:
         self.config, self.log_path = Path(config), Path(log)
@@ -202,8 +218,26 @@ class GraphProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w", encoding="utf-8")
         self.process = subprocess.Popen([sys.executable, "-m", "ov3d_ros.cli", "launch", "--config", str(self.config)],
-                                        stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ))
+                                        stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ),
+                                        start_new_session=True)
         return self
+
+    def kill(self) -> None:
+        """SIGKILL to the launcher and every node process at once (a crash: nothing gets to stop cleanly)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10.0)
+
+    def pids(self) -> list[int]:
+        """The running processes of the graph: the launcher and its node processes."""
+        if self.process is None:
+            raise GraphError("the graph was not started")
+        return _group_pids(self.process.pid)
+
+    def resident_mb(self) -> float:
+        """Resident memory of the launcher and its node processes together, MB (the sum of their VmRSS, so pages
+        they share count once per process)."""
+        return sum(_rss_mb(pid) for pid in self.pids())
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -227,3 +261,25 @@ class GraphProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _group_pids(group: int) -> list[int]:
+    """The running processes of a process group (from /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue                        # ended while we looked
+        if int(fields[2]) == group and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process, MB (VmRSS; 0 for a process that has just ended)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024.0 for line in lines if line.startswith("VmRSS:")), 0.0)

@@ -1,8 +1,12 @@
-"""Run nodes of the perception graph in one process: MultiThreadedExecutor, clean stop on SIGINT / SIGTERM."""
+"""Run the perception graph: nodes in one process (MultiThreadedExecutor) or one child process per node (as
+`ros2 launch` starts it); clean stop on SIGINT / SIGTERM either way."""
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,6 +21,8 @@ from ov3d_ros.ros.dds import configure_transport
 
 NodeFactory = Callable[..., Node]
 EXECUTOR_THREADS = 4
+CHILD_STOP_TIMEOUT_S = 15.0        # after SIGINT, before a node process that has not stopped is killed
+_PR_SET_PDEATHSIG = 1
 
 
 def run_nodes(factories: Sequence[NodeFactory], params_file: str | Path | None = None,
@@ -83,11 +89,61 @@ def _restore_signal_handlers(previous: dict[int, object]) -> None:
         signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
-def graph_factories() -> list[NodeFactory]:
-    """The nodes `ov3d launch` starts: one per section of PerceptionConfig, as the launch file does."""
+def graph_factories(names: Sequence[str] | None = None) -> list[NodeFactory]:
+    """The nodes `ov3d launch` starts (default: one per section of PerceptionConfig, as the launch file does)."""
     from ov3d_ros.config import PerceptionConfig
     from ov3d_ros.ros.nodes.fusion import FusionNode
     from ov3d_ros.ros.nodes.grounding import GroundingNode
     from ov3d_ros.ros.nodes.segmentation import SegmentationNode
     by_name = {cls.NODE_NAME: cls for cls in (FusionNode, SegmentationNode, GroundingNode)}
-    return [by_name[name] for name in PerceptionConfig.node_names()]
+    return [by_name[name] for name in (names or PerceptionConfig.node_names())]
+
+def run_node_processes(names: Sequence[str], params_file: str | Path, poll_s: float = 0.2) -> int:
+    """One child process per node (`ov3d launch --node NAME`), as `ros2 launch` starts the graph, so no node waits
+    on another's Python (one interpreter lock each); until SIGINT / SIGTERM, or until a node exits, which stops
+    the others. The status: 0 after a requested stop that every node finished cleanly, else the first non-zero
+    one. A node process also ends when this one is killed (Linux parent-death signal)."""
+    stop = threading.Event()
+    previous = _install_signal_handlers(stop)
+    children: dict[str, subprocess.Popen] = {}
+    status = 0
+    try:
+        for name in names:
+            children[name] = subprocess.Popen(
+                [sys.executable, "-m", "ov3d_ros.cli", "launch", "--config", str(params_file), "--node", name],
+                preexec_fn=_end_with_parent)
+        while not stop.wait(poll_s):
+            ended = [(name, child.returncode) for name, child in children.items() if child.poll() is not None]
+            if ended:
+                name, code = ended[0]
+                print(f"ov3d launch: {name} exited with status {code}; stopping the graph", file=sys.stderr,
+                      flush=True)
+                status = code or 1
+                break
+    finally:
+        _restore_signal_handlers(previous)
+        codes = _stop_children(list(children.values()))
+    return status or next((code for code in codes if code), 0)
+
+
+def _end_with_parent() -> None:
+    """In a node's child process before exec: SIGTERM when the launcher dies, so no node outlives it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+    except (OSError, AttributeError):      # not Linux: the launcher's clean stop still ends its children
+        pass
+
+
+def _stop_children(children: Sequence[subprocess.Popen]) -> list[int]:
+    """SIGINT to every running child, SIGKILL to those still running after CHILD_STOP_TIMEOUT_S; exit statuses
+    (a killed child's is negative)."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    for child in children:
+        try:
+            child.wait(timeout=CHILD_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return [child.returncode for child in children]

@@ -2,7 +2,9 @@
 
 Reported: the online semantic map's mIoU on the scene's ground truth next to the offline evaluation of the same
 checkpoint on the same scene; grounding Acc@0.25 / 0.5 on the scene's descriptions through the real
-/ground_object service (with its round-trip latency); how soon the semantic map reflects new data; each node's
+/ground_object service (with its round-trip latency, after the graph settled and, from a planner asking while
+the bag plays, as the map updates); the described objects' recall by the online objects and by the same
+checkpoint's objects offline; how soon the semantic map reflects new data; each node's
 stage latencies and dropped inputs from /diagnostics; and the real-time factor.
 
 Refresh latency: for every semantic map received during the replay, the time since the newest sensor reading it
@@ -27,12 +29,14 @@ from ov3d_ros.evaluation.answers import Answer, answer_report
 from ov3d_ros.evaluation.grounding import grounding_accuracy
 from ov3d_ros.evaluation.latency import percentiles
 from ov3d_ros.evaluation.online import (LabelledMap, answer_box, grounding_cases, offline_scores, online_scores,
-                                        scene_descriptions, segmentation_summary)
+                                        proposal_recalls, scene_descriptions, segmentation_summary)
 from ov3d_ros.geometry.boxes import OrientedBox
 from ov3d_ros.ros.graph_client import GraphClient, GraphError
+from ov3d_ros.ros.planner_calls import PlannerCalls
 from ov3d_ros.ros.replay import replay_bag
 
 NODES = ("fusion_node", "segmentation_node", "grounding_node")
+PLANNER_HZ = 2.0           # a planner's /ground_object calls while the bag plays
 
 
 @dataclass
@@ -129,15 +133,23 @@ def top_box(response: Any) -> OrientedBox | None:
 
 def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scene: str, config: PerceptionConfig,
                           rate: float = 1.0, entries: Sequence[str] | None = None, settle_timeout_s: float = 180.0,
-                          progress: bool = True) -> tuple[dict[str, Any], LabelledMap]:
+                          progress: bool = True, planner_hz: float = PLANNER_HZ) -> tuple[dict[str, Any], LabelledMap]:
     """Replay `bag` into the graph `client` talks to, wait until it settles, and score it (see the module
     docstring). The graph labels with the dataset's classes (`entries`: default with the dataset's synonyms).
-    Returns the report and the final semantic map."""
+    While the bag plays, a planner asks the scene's descriptions at `planner_hz` (0: none), timed as the map
+    updates. Returns the report and the final semantic map."""
     entries = dataset_entries(dataset) if entries is None else list(entries)
+    expressions = scene_descriptions(dataset, scene)
     client.wait_for_graph()
     client.set_vocabulary(entries)
     log = PublishLog()
-    stats = replay_bag(bag, rate=rate, progress=progress, wait_for_subscribers_s=30.0, on_publish=log.add)
+    planner = PlannerCalls(client, [e.description for e in expressions], planner_hz).start() \
+        if planner_hz > 0 and expressions else None
+    try:
+        stats = replay_bag(bag, rate=rate, progress=progress, wait_for_subscribers_s=30.0, on_publish=log.add)
+    finally:
+        if planner is not None:
+            planner.stop()
     replay_end = time.monotonic()
     timeline: list[tuple[float, str | None]] = []       # (s after the replay, what the graph still waits for)
 
@@ -170,8 +182,10 @@ def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scen
     seg_config = config.segmentation_node
     online, coverage = online_scores(dataset, scene, labelled)
     offline = offline_scores(dataset, scene, seg_config.student_checkpoint, seg_config.language)
-    expressions = scene_descriptions(dataset, scene)
     responses, latencies = ground_all(client, [e.description for e in expressions], progress)
+    objects = client.objects()
+    recall = proposal_recalls(dataset, scene, objects.objects.boxes if objects is not None else [],
+                              seg_config.student_checkpoint, seg_config.language)
     cases = grounding_cases(dataset, scene, expressions, [top_box(r) for r in responses])
     online_summary, offline_summary = segmentation_summary(online), segmentation_summary(offline)
     report = {
@@ -190,7 +204,8 @@ def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scen
         "grounding": {"accuracy": grounding_accuracy(cases), "queries": len(expressions),
                       "answered": sum(bool(r.success) for r in responses),
                       "answers": answer_report([as_answer(r) for r in responses], cases),
-                      "service_latency_ms": percentiles(latencies)},
+                      "service_latency_ms": percentiles(latencies), "proposal_recall": recall,
+                      "while_updating": planner.report() if planner is not None else None},
         "stages": {name: stage_latencies(values) for name, values in diagnostics.items()},
         "drops": {name: counters(values, "drops.") for name, values in diagnostics.items()},
         "received": received,

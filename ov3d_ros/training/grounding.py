@@ -29,13 +29,12 @@ from ov3d_ros.config import ConfigError, GroundingConfig, PipelineConfig
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.openscene import DataError
 from ov3d_ros.data.scanrefer import read_scanrefer
-from ov3d_ros.evaluation.grounding import instance_boxes, recall_from_overlap, truth_overlap
+from ov3d_ros.evaluation.grounding import instance_boxes, labelled_objects, recall_from_overlap, truth_overlap
 from ov3d_ros.evaluation.segmentation import FeatureSource, checkpoint_source, dataset_vocabulary, fused_source
 from ov3d_ros.geometry.boxes import OrientedBox
 from ov3d_ros.grounding.grounders import (CoarseToFineTeacher, PreparedScene, QueryContext, QueryEncoder,
                                           coarse_matrix, grounder_batch, prepare_scene, reconstruction_batch,
                                           load_grounding_model, run_grounder, save_grounding_model)
-from ov3d_ros.grounding.objects import map_objects
 from ov3d_ros.grounding.query import QueryParser
 from ov3d_ros.grounding.words import WordVectors, word_ids, word_list
 from ov3d_ros.language.vocabulary import Vocabulary
@@ -105,11 +104,8 @@ def load_grounding_data(dataset: Dataset, split: str, setup: GroundingSetup, nei
     scenes, examples, recalls = [], [], []
     for index, scene_id in enumerate(tqdm(scene_ids, desc=f"{split} maps", unit="scene", disable=not progress)):
         cloud = dataset.scene_cloud(scene_id)
-        features, valid = setup.source(scene_id, cloud)
-        unit = F.normalize(features.float(), dim=1)
-        objects = map_objects(cloud.coords, cloud.colors, unit.numpy(), valid.numpy(),
-                              setup.space.logits(unit).numpy(),
-                              superpoints.get(scene_id, cloud.coords, cloud.colors))
+        objects = labelled_objects(scene_id, cloud, setup.source, setup.space,
+                                   superpoints.get(scene_id, cloud.coords, cloud.colors))
         scene = prepare_scene(objects, setup.door_label, neighbours)
         scenes.append(scene)
         truth = instance_boxes(cloud)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import TINY_TEXT_DIM
-from ov3d_ros.geometry.voxels import pack_coords, voxel_coords
+from ov3d_ros.geometry.voxels import grid_offset, pack_coords, voxel_coords
 from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.mapping.semantic_map import FeaturePool, SemanticMap, SemanticMapSettings
 from ov3d_ros.mapping.sensor_points import LIDAR_GREY
@@ -124,7 +124,8 @@ def test_a_colour_student_is_fed_uncoloured_voxels_as_unknown(monkeypatch):
     assert flags and all(np.array_equal(f, known) for f in flags)   # each tile sees the whole room
     points = project_to_surfaces(xyz, settings.surface_neighbours, settings.surface_iterations)
     with torch.no_grad():
-        expected = run_on_map(points, rgb, floor_height(xyz[:, 2]), colour_known=known).numpy()
+        expected = run_on_map(points, rgb, floor_height(xyz[:, 2]), colour_known=known,
+                              offset=grid_offset(xyz, student.config.voxel_size)).numpy()
     assert (semantic.features().astype(np.float32) * expected).sum(axis=1).min() > 0.995
 
 

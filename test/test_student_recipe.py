@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ov3d_ros.config import ConfigError, GGSDConfig, StudentSection
+from ov3d_ros.geometry.voxels import grid_offset
 from ov3d_ros.models.inputs import floor_height, input_channels, point_inputs
 from ov3d_ros.models.student import Student, student_config
 from ov3d_ros.training.checkpoint import load_checkpoint, load_student, save_checkpoint
@@ -139,3 +140,33 @@ def test_train_ggsd_minutes_trains_for_that_time_and_resumes_finished(tiny_datas
     assert final["train_config"]["time_budget_s"] == pytest.approx(2.4)
     assert main(command) == 0                                       # resumed: the budget is spent, nothing to do
     assert load_checkpoint(out / "final.pt")["step"] == final["step"]
+
+
+def test_grid_offset_puts_a_noisy_floor_and_wall_mid_voxel():
+    rng = np.random.default_rng(0)
+    floor = np.c_[rng.uniform(0, 4, (4000, 2)), rng.normal(0.0, 0.004, 4000)]
+    wall = np.c_[rng.normal(1.0, 0.004, 4000), rng.uniform(0, 4, 4000), rng.uniform(0, 2.5, 4000)]
+    offset = grid_offset(np.r_[floor, wall], 0.05)
+    assert offset[0] == pytest.approx(0.025) and offset[2] == pytest.approx(0.025)
+    layers = np.unique(np.floor((floor[:, 2] + offset[2]) / 0.05))
+    assert len(layers) == 1 and len(np.unique(np.floor(floor[:, 2] / 0.05))) == 2    # one layer, not two
+    raised = grid_offset(np.r_[floor, wall] + [0.0, 0.0, 0.0125], 0.05)
+    assert raised[2] == pytest.approx(0.0125)
+    assert np.all((offset >= 0) & (offset < 0.05)) and not grid_offset(np.zeros((0, 3)), 0.05).any()
+
+
+def test_a_map_moved_by_grid_phases_gets_the_same_features():
+    """Moved by phases of a voxel plus whole coarsest voxels (16 student voxels: the strided levels group voxels
+    by their coordinates' parity), a map is voxelised the same way and gets the same features."""
+    student = Student(student_config("tiny", inputs=("colour", "height"))).eval()
+    rng = np.random.default_rng(2)
+    xyz = np.r_[np.c_[rng.uniform(0, 2, (3000, 2)), rng.normal(0, 0.004, 3000)],
+                np.c_[rng.uniform(0.5, 1.0, (800, 2)), rng.uniform(0, 0.7, 800)]].astype(np.float32)
+    rgb = rng.integers(0, 256, (len(xyz), 3)).astype(np.uint8)
+    voxel = student.config.voxel_size
+    moved = xyz + (np.array([3, 5, 7]) * voxel / 16 + np.array([16, -32, 48]) * voxel).astype(np.float32)
+    with torch.no_grad():
+        here, there = student.run_on_map(xyz, rgb), student.run_on_map(moved, rgb)
+        unaligned = student.run_on_map(moved, rgb, offset=np.zeros(3))
+    assert torch.allclose(here, there, atol=1e-4)
+    assert not torch.allclose(here, unaligned, atol=1e-2)

@@ -28,3 +28,25 @@ def unpack_keys(keys: np.ndarray) -> np.ndarray:
     keys = np.asarray(keys, dtype=np.int64)
     coords = np.stack(((keys >> (2 * _BITS)) & _MASK, (keys >> _BITS) & _MASK, keys & _MASK), axis=1)
     return coords - _OFFSET
+
+
+GRID_PHASES = 16          # grid offsets are multiples of voxel_size / GRID_PHASES (stable as a map grows)
+GRID_SAMPLE = 200_000     # points enough to find a map's dominant planes
+
+
+def grid_offset(xyz: np.ndarray, voxel_size: float) -> np.ndarray:
+    """(3,) float32 shift (each in [0, voxel_size)) that puts a map's dominant axis-aligned planes mid-voxel.
+
+    Per axis, the circular mean of the coordinates modulo `voxel_size` goes to half a voxel. A plane on a voxel
+    boundary (a floor at z = 0, walls at round coordinates) otherwise falls into two layers wherever sensor noise
+    puts its points, and a network sees surfaces twice as thick as those it learnt from; where no plane dominates
+    the shift is arbitrary and harmless. Rounded to voxel_size / GRID_PHASES."""
+    if voxel_size <= 0:
+        raise ValueError(f"voxel_size must be positive, got {voxel_size}")
+    points = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    if not len(points):
+        return np.zeros(3, np.float32)
+    points = points[::max(1, len(points) // GRID_SAMPLE)]
+    phase = np.angle(np.exp(2j * np.pi * points / voxel_size).mean(axis=0)) / (2 * np.pi)     # (3,) in (-1/2, 1/2]
+    steps = np.round((0.5 - phase) * GRID_PHASES) % GRID_PHASES
+    return (steps * voxel_size / GRID_PHASES).astype(np.float32)

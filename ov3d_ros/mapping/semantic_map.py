@@ -31,7 +31,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from ov3d_ros.geometry.boxes import iou_matrix
-from ov3d_ros.geometry.voxels import pack_coords, unpack_keys, voxel_coords
+from ov3d_ros.geometry.voxels import grid_offset, pack_coords, unpack_keys, voxel_coords
 from ov3d_ros.grounding.objects import SceneObjects, map_objects
 from ov3d_ros.models.inputs import floor_height
 from ov3d_ros.language.vocabulary import Vocabulary
@@ -134,6 +134,7 @@ class SemanticMap:
         self._rgb = np.empty((0, 3), np.uint8)
         self._colour_known = np.empty(0, bool)          # whether each voxel's colour is real
         self._floor_z = 0.0
+        self._grid_offset = np.zeros(3, np.float32)       # the student's grid, fixed by the whole map
         self._pool = FeaturePool(student.config.out_dim)
         self._row = np.empty(0, np.int64)               # each voxel's row in the pool
         self._labels = np.empty(0, np.int64)
@@ -187,6 +188,7 @@ class SemanticMap:
                 self._queue_changes(changed)
             self._keys, self._xyz, self._rgb, self._colour_known = keys, xyz, rgb, known
             self._floor_z = floor_height(xyz[:, 2])
+            self._grid_offset = grid_offset(xyz, self.student.config.voxel_size)
             self._row, self._labels, self._scores = row, labels, scores
             self._block_sizes = None
             if len(changed):
@@ -221,7 +223,7 @@ class SemanticMap:
                 del self._pending[block]
             occupied = chosen & (sizes > 0)
             work = self._tile_inputs(blocks[occupied]) if occupied.any() else None
-            floor_z = self._floor_z
+            floor_z, offset = self._floor_z, self._grid_offset
         if work is None:
             return ComputeReport(int(chosen.sum()), 0, 0.0, time.perf_counter() - started)
         target_keys, context_xyz, colour, colour_known, inside = work
@@ -229,7 +231,8 @@ class SemanticMap:
         points = project_to_surfaces(context_xyz, self.settings.surface_neighbours, self.settings.surface_iterations,
                                      workers=torch.get_num_threads())
         with torch.no_grad():
-            out = self.student.run_on_map(points, colour, floor_z, colour_known=colour_known)[torch.from_numpy(inside)]
+            out = self.student.run_on_map(points, colour, floor_z, colour_known=colour_known,
+                                          offset=offset)[torch.from_numpy(inside)]
         student_s = time.perf_counter() - network_started
         features = out.numpy().astype(np.float16)
         with self._lock:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ov3d_ros.geometry.voxels import grid_offset
 from ov3d_ros.models.inputs import check_inputs, input_channels, point_inputs
 from ov3d_ros.sparse.layers import (DownConv3d, PointwiseConv3d, SparseInstanceNorm, SparseReLU, SubmanifoldConv3d,
                                     UpConv3d)
@@ -187,9 +188,14 @@ class Student(nn.Module):
         return (out.features, point_to_voxel) if per_voxel else devoxelize(out, point_to_voxel)
 
     def run_on_map(self, xyz: np.ndarray | torch.Tensor, rgb: np.ndarray | torch.Tensor | None = None,
-                   floor_z: float | None = None, colour_known: np.ndarray | None = None) -> torch.Tensor:
+                   floor_z: float | None = None, colour_known: np.ndarray | None = None,
+                   offset: np.ndarray | None = None) -> torch.Tensor:
         """Per-point features of map points (N, 3), with the inputs this student takes built from what the caller
-        has (`point_inputs`: colour where known, height above `floor_z`, the whole map's floor)."""
+        has (`point_inputs`: colour where known, height above `floor_z`, the whole map's floor), voxelised on a
+        grid shifted by `offset` (`grid_offset`: the whole map's dominant planes mid-voxel; from `xyz` when
+        None)."""
         points = torch.as_tensor(np.asarray(xyz, dtype=np.float32) if not isinstance(xyz, torch.Tensor) else xyz)
-        return self(points, point_inputs(self.config.inputs, points, rgb, floor_z, colour_known))
+        inputs = point_inputs(self.config.inputs, points, rgb, floor_z, colour_known)
+        shift = grid_offset(points.detach().cpu().numpy(), self.config.voxel_size) if offset is None else offset
+        return self(points + torch.as_tensor(np.asarray(shift, np.float32), device=points.device), inputs)
 

@@ -18,7 +18,7 @@ from tf2_msgs.msg import TFMessage  # noqa: E402
 from ov3d_ros.config import MultiViewFusionConfig, SynthConfig, default_config_path, load_perception_config  # noqa
 from ov3d_ros.data.dataset import Dataset  # noqa: E402
 from ov3d_ros.evaluation.grounding import instance_boxes, instance_classes  # noqa: E402
-from ov3d_ros.evaluation.online import proposal_recalls  # noqa: E402
+from ov3d_ros.evaluation.online import offline_student, proposal_recalls  # noqa: E402
 from ov3d_ros.geometry.voxels import pack_coords, voxel_coords  # noqa: E402
 from ov3d_ros.geometry.boxes import box_iou  # noqa: E402
 from ov3d_ros.ros.graph_client import GraphClient, GraphProcess, isolated_config  # noqa: E402
@@ -72,8 +72,8 @@ def test_replay_gives_a_labelled_map_and_a_grounding_answer(scene, tmp_path):
     assert report["settle_timeline"][-1]["waiting_for"] is None      # the last entry: nothing left to wait for
     recall = report["grounding"]["proposal_recall"]
     assert 0 < recall["online"]["recall@0.25"] <= 1 and 0 < recall["offline"]["recall@0.25"] <= 1
-    language = load_perception_config(config).segmentation_node.language
-    assert proposal_recalls(dataset, scene_id, list(truth.values()), "default", language)["online"] == \
+    student = offline_student(dataset, "default", load_perception_config(config).segmentation_node.language)
+    assert proposal_recalls(dataset, scene_id, list(truth.values()), *student)["online"] == \
         {"recall@0.25": 1.0, "recall@0.5": 1.0}                      # the true boxes recall every target
     assert response.success, response.message
     box = top_box(response)

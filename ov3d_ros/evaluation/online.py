@@ -10,15 +10,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from scipy.spatial.transform import Rotation
 
 from ov3d_ros.config import LanguageConfig
 from ov3d_ros.data.dataset import Dataset
+from ov3d_ros.data.openscene import SceneCloud
 from ov3d_ros.data.scanrefer import ReferringExpression, read_scanrefer
 from ov3d_ros.evaluation.grounding import (GroundingCase, instance_boxes, labelled_objects, recall_from_overlap,
                                            score_case, truth_overlap)
 from ov3d_ros.evaluation.metrics import ConfusionAccumulator, SegmentationScores, segmentation_scores
-from ov3d_ros.evaluation.segmentation import checkpoint_source, dataset_vocabulary, evaluate_features
+from ov3d_ros.evaluation.segmentation import FeatureSource, checkpoint_source, dataset_vocabulary, evaluate_features
 from ov3d_ros.geometry.boxes import OrientedBox
 from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.mapping.superpoints import SuperpointCache
@@ -59,22 +61,33 @@ def online_scores(dataset: Dataset, scene: str, labelled: LabelledMap) -> tuple[
     return scores, float((predicted >= 0).mean()) if len(predicted) else 0.0
 
 
-def offline_scores(dataset: Dataset, scene: str, checkpoint: str | Path, language: LanguageConfig,
-                   vocabulary: Vocabulary | None = None) -> SegmentationScores:
-    """The same checkpoint run once over the scene's own point cloud (what `ov3d eval seg` does)."""
-    vocabulary = vocabulary or dataset_vocabulary(dataset, language)
-    source, space, _ = checkpoint_source(checkpoint, vocabulary)
+def offline_student(dataset: Dataset, checkpoint: str | Path, language: LanguageConfig
+                    ) -> tuple[FeatureSource, Vocabulary]:
+    """A checkpoint run over a scene's own point cloud (what `ov3d eval seg` does) and the space to classify its
+    features in; the source keeps the last scene's features, so scores and objects come from one run."""
+    source, space, _ = checkpoint_source(checkpoint, dataset_vocabulary(dataset, language))
+    kept: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def features(scene: str, cloud: SceneCloud) -> tuple[torch.Tensor, torch.Tensor]:
+        if scene not in kept:
+            kept.clear()
+            kept[scene] = source(scene, cloud)
+        return kept[scene]
+    return features, space
+
+
+def offline_scores(dataset: Dataset, scene: str, source: FeatureSource, space: Vocabulary) -> SegmentationScores:
+    """The scene's segmentation scores from an `offline_student`."""
     return evaluate_features(dataset, [scene], source, space, progress=False).scores
 
 
-def proposal_recalls(dataset: Dataset, scene: str, online: Sequence[OrientedBox], checkpoint: str | Path,
-                     language: LanguageConfig) -> dict[str, dict[str, float]]:
+def proposal_recalls(dataset: Dataset, scene: str, online: Sequence[OrientedBox], source: FeatureSource,
+                     space: Vocabulary) -> dict[str, dict[str, float]]:
     """Recall of the scene's described targets (one per description, as `ov3d eval ground` counts them) by the
-    `online` objects' boxes, and by the objects the same checkpoint gives offline on the scene's own cloud."""
+    `online` objects' boxes, and by the objects of an `offline_student` on the scene's own cloud."""
     cloud = dataset.scene_cloud(scene)
     truth = instance_boxes(cloud)
     targets = [truth[e.object_id] for e in scene_descriptions(dataset, scene) if e.object_id in truth]
-    source, space, _ = checkpoint_source(checkpoint, dataset_vocabulary(dataset, language))
     superpoints = SuperpointCache.of_dataset(dataset.root).get(scene, cloud.coords, cloud.colors)
     offline = labelled_objects(scene, cloud, source, space, superpoints).boxes
     return {"online": recall_from_overlap(truth_overlap(targets, list(online))),

@@ -98,6 +98,7 @@ def graph_factories(names: Sequence[str] | None = None) -> list[NodeFactory]:
     by_name = {cls.NODE_NAME: cls for cls in (FusionNode, SegmentationNode, GroundingNode)}
     return [by_name[name] for name in (names or PerceptionConfig.node_names())]
 
+
 def run_node_processes(names: Sequence[str], params_file: str | Path, poll_s: float = 0.2) -> int:
     """One child process per node (`ov3d launch --node NAME`), as `ros2 launch` starts the graph, so no node waits
     on another's Python (one interpreter lock each); until SIGINT / SIGTERM, or until a node exits, which stops

@@ -28,8 +28,8 @@ from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.evaluation.answers import Answer, answer_report
 from ov3d_ros.evaluation.grounding import grounding_accuracy
 from ov3d_ros.evaluation.latency import percentiles
-from ov3d_ros.evaluation.online import (LabelledMap, answer_box, grounding_cases, offline_scores, online_scores,
-                                        proposal_recalls, scene_descriptions, segmentation_summary)
+from ov3d_ros.evaluation.online import (LabelledMap, answer_box, grounding_cases, offline_scores, offline_student,
+                                        online_scores, proposal_recalls, scene_descriptions, segmentation_summary)
 from ov3d_ros.geometry.boxes import OrientedBox
 from ov3d_ros.ros.graph_client import GraphClient, GraphError
 from ov3d_ros.ros.planner_calls import PlannerCalls
@@ -181,11 +181,11 @@ def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scen
 
     seg_config = config.segmentation_node
     online, coverage = online_scores(dataset, scene, labelled)
-    offline = offline_scores(dataset, scene, seg_config.student_checkpoint, seg_config.language)
+    student, space = offline_student(dataset, seg_config.student_checkpoint, seg_config.language)
+    offline = offline_scores(dataset, scene, student, space)
     responses, latencies = ground_all(client, [e.description for e in expressions], progress)
     objects = client.objects()
-    recall = proposal_recalls(dataset, scene, objects.objects.boxes if objects is not None else [],
-                              seg_config.student_checkpoint, seg_config.language)
+    recall = proposal_recalls(dataset, scene, objects.objects.boxes if objects is not None else [], student, space)
     cases = grounding_cases(dataset, scene, expressions, [top_box(r) for r in responses])
     online_summary, offline_summary = segmentation_summary(online), segmentation_summary(offline)
     report = {

@@ -104,6 +104,35 @@ def test_new_voxels_are_labelled_by_their_neighbours_before_the_network_runs(stu
     assert set(labels[new]) <= set(before.values())
 
 
+def test_the_network_sees_every_fine_point_and_a_voxel_gets_their_mean_feature(student, monkeypatch):
+    """A map sampled every 1 cm for a 2 cm student: the network sees all its points, not one per voxel."""
+    settings = SemanticMapSettings(tile_m=8.0, margin_m=4.0)   # one tile, the whole room as context: exact
+    g = np.arange(0, 2, 0.01) + 0.005                         # one point per 1 cm cell
+    floor = np.stack(np.meshgrid(g, g[:120], [0.005], indexing="ij"), -1).reshape(-1, 3)
+    h = np.arange(0, 0.3, 0.01) + 0.005
+    box = np.stack(np.meshgrid(h + 0.6, h + 0.5, [0.305], indexing="ij"), -1).reshape(-1, 3)
+    xyz = np.concatenate([floor, box]).astype(np.float32)
+    run_on_map, seen = student.run_on_map, []
+    monkeypatch.setattr(student, "run_on_map", lambda points, *a, **k: seen.append(len(points)) or
+                        run_on_map(points, *a, **k))
+    semantic = SemanticMap(student, vocabulary(), settings=settings)
+    semantic.update(xyz, np.zeros_like(xyz, dtype=np.uint8))
+    settle(semantic)
+    voxels = np.unique(pack_coords(voxel_coords(xyz, 0.02)), return_inverse=True)[1].reshape(-1)
+    assert seen == [len(xyz)] and len(semantic) == voxels.max() + 1
+    with torch.no_grad():
+        points = project_to_surfaces(xyz, settings.surface_neighbours, settings.surface_iterations)
+        per_point = run_on_map(points, None, offset=grid_offset(xyz, 0.02))
+    expected = torch.nn.functional.normalize(torch.zeros((len(semantic), per_point.shape[1])).index_add_(
+        0, torch.from_numpy(voxels), per_point), dim=1).numpy()
+    assert (semantic.features().astype(np.float32) * expected).sum(axis=1).min() > 0.995
+    coarse = SemanticMap(student, vocabulary(), settings=SemanticMapSettings(tile_m=8.0, margin_m=4.0,
+                                                                             input_subdivision=1))
+    coarse.update(xyz, np.zeros_like(xyz, dtype=np.uint8))
+    settle(coarse)
+    assert seen[-1] == len(semantic)                          # one point per voxel
+
+
 def test_a_colour_student_is_fed_uncoloured_voxels_as_unknown(monkeypatch):
     torch.manual_seed(0)
     student = Student(student_config("tiny", inputs=("colour", "height"))).eval()
@@ -191,6 +220,17 @@ def test_surfaces_get_thin_and_planes_stay_put():
     assert np.array_equal(project_to_surfaces(plane[:2]), plane[:2].astype(np.float32))
 
 
+def test_projecting_a_subset_moves_it_as_projecting_everything_does():
+    rng = np.random.default_rng(1)
+    xyz = np.c_[rng.uniform(0, 1, (3000, 2)), rng.normal(0, 0.01, 3000)]
+    moving = xyz[:, 0] < 0.3
+    everything = project_to_surfaces(xyz, neighbours=12, iterations=3)
+    subset = project_to_surfaces(xyz, neighbours=12, iterations=3, moving=moving)
+    assert np.allclose(subset[moving], everything[moving], atol=1e-6)
+    assert np.array_equal(subset[~moving], xyz[~moving].astype(np.float32))
+    assert not np.allclose(subset[moving], xyz[moving], atol=1e-3)
+
+
 @pytest.mark.parametrize("voting", [True, False])
 def test_objects_vote_the_labels_of_isolated_voxels_inside_their_superpoint(student, monkeypatch, voting):
     xyz, _ = room(5)
@@ -232,8 +272,8 @@ def test_objects_reuse_superpoints_until_the_map_changes(student, monkeypatch):
     import ov3d_ros.mapping.semantic_map as semantic_map_module
     calls = []
     real = semantic_map_module.compute_superpoints
-    monkeypatch.setattr(semantic_map_module, "compute_superpoints", lambda xyz, rgb: calls.append(len(xyz)) or
-                        real(xyz, rgb))
+    monkeypatch.setattr(semantic_map_module, "compute_superpoints", lambda xyz, rgb, params: calls.append(len(xyz))
+                        or real(xyz, rgb, params))
     xyz, rgb = room(2)
     semantic = SemanticMap(student, vocabulary())
     semantic.update(xyz, rgb)
@@ -245,3 +285,29 @@ def test_objects_reuse_superpoints_until_the_map_changes(student, monkeypatch):
     settle(semantic)
     semantic.objects()
     assert len(calls) == 2 and calls[1] < calls[0]
+
+
+@pytest.mark.parametrize("min_points, kept", [(4, True), (20, False)])
+def test_the_vote_keeps_a_small_object_with_superpoints_sized_for_the_objects_map(student, monkeypatch, min_points,
+                                                                                 kept):
+    """A red 8 x 8 cm mat on a grey floor: four cells of the 4 cm objects map, its own superpoint unless the
+    smallest superpoint is larger than that."""
+    xyz, _ = room(7)
+    words = vocabulary()
+    mat = (np.abs(xyz[:, 0] - 1.5) < 0.04) & (np.abs(xyz[:, 1] - 0.4) < 0.04) & (xyz[:, 2] < 0.05)
+    rgb = np.full((len(xyz), 3), 128, np.uint8)
+    rgb[mat] = (200, 20, 20)
+
+    def fake_network(points, inputs=None):
+        on_mat = (np.abs(points[:, 0].numpy() - 1.5) < 0.04) & (np.abs(points[:, 1].numpy() - 0.4) < 0.04) & \
+            (points[:, 2].numpy() < 0.05)
+        return torch.from_numpy(np.where(on_mat[:, None], words.label_embeddings[2],
+                                         words.label_embeddings[0])).float()
+    monkeypatch.setattr(student, "forward", fake_network)
+    semantic = SemanticMap(student, words, settings=SemanticMapSettings(superpoint_min_points=min_points))
+    semantic.update(xyz, rgb)
+    settle(semantic)
+    semantic.objects()
+    points, _, labels, _, _ = semantic.snapshot()
+    centre = (np.abs(points[:, 0] - 1.5) < 0.02) & (np.abs(points[:, 1] - 0.4) < 0.02) & (points[:, 2] < 0.05)
+    assert centre.any() and np.all(labels[centre] == 2) == kept

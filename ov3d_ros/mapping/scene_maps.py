@@ -19,7 +19,7 @@ from ov3d_ros.files import atomic_path
 from ov3d_ros.mapping.semantic_map import SemanticMapSettings
 from ov3d_ros.mapping.surface import project_to_surfaces
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2          # 2: projection keeps the raw points' neighbours
 FOLDER = "maps"            # <dataset>/maps/<scene>-<key>.npz
 TRANSFER_DISTANCE_M = 0.05     # a point takes the signals of the nearest point of another cloud within this distance
 

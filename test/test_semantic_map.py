@@ -76,6 +76,24 @@ def test_incremental_features_equal_one_pass_over_the_map(student):
     assert cosine.min() > 0.995
 
 
+def test_a_pass_projects_only_the_points_near_what_changed(student, monkeypatch):
+    import ov3d_ros.mapping.semantic_map as semantic_map_module
+    real, moved = semantic_map_module.project_to_surfaces, []
+    monkeypatch.setattr(semantic_map_module, "project_to_surfaces", lambda xyz, *a, moving, **k:
+                        moved.append((int(moving.sum()), len(xyz))) or real(xyz, *a, moving=moving, **k))
+    settings = SemanticMapSettings(tile_m=8.0, margin_m=4.0, recompute_growth=0.0)   # every pass: every block
+    xyz, rgb = room(8)
+    semantic = SemanticMap(student, vocabulary(), settings=settings)
+    semantic.update(xyz[:-50], rgb[:-50])
+    settle(semantic)
+    assert moved == [(len(xyz) - 50, len(xyz) - 50)]
+    semantic.update(xyz, rgb)                                  # 50 points more, all within a few cm of each other
+    settle(semantic)
+    assert len(moved) == 2 and 50 <= moved[1][0] < len(xyz) / 10 and moved[1][1] == len(xyz)
+    expected = one_pass(student, xyz, settings)
+    assert (semantic.features().astype(np.float32) * expected).sum(axis=1).min() > 0.995
+
+
 def test_tiles_cover_the_map_and_agree_with_one_pass(student):
     xyz, rgb = room(1)
     semantic = SemanticMap(student, vocabulary(), settings=SemanticMapSettings(block_m=0.5, tile_m=1.0,

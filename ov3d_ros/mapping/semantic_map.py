@@ -15,7 +15,9 @@ The network sees the map's points, thinned to one per `1 / input_subdivision` of
 their local surfaces (`ov3d_ros.mapping.surface`): depth noise makes a fused map's surfaces thick, and the student
 learnt from thin ones. Fed one point per voxel instead, the surfaces smooth over neighbours four times as far and
 the student's shifted grid (`grid_offset`) sees holes: on the benchmark's val rooms that costs 6 to 16 mIoU. A
-voxel's feature is the mean of its points'. Features are stored in fp16.
+voxel's feature is the mean of its points'. Projected positions are kept per point and computed again only near
+voxels that changed (`reproject_m`), so a pass projects what is new rather than its whole context. Features are
+stored in fp16.
 
 Labels are the nearest class text embedding (cosine, in the student's text space); `set_vocabulary` re-labels
 every voxel from the stored features without running the network. `objects` turns the labelled map into the
@@ -54,6 +56,8 @@ class SemanticMapSettings:
     surface_neighbours: int = 16   # the network sees the points projected onto the plane of this many neighbours
     surface_iterations: int = 2    # ... this many times (0 = the raw map)
     input_subdivision: int = 2     # the network sees one map point per cell of (student voxel / this)
+    reproject_m: float = 0.1       # a point's projection is kept until a voxel this close changes (the reach of
+                                   # `surface_iterations` planes of `surface_neighbours` points at 2.5 cm)
     tile_m: float = 8.0            # largest extent of the dirty blocks of one student pass (a cube around one)
     recompute_growth: float = 0.25  # every block is queued again when the map has grown this much since the last
                                     # time: the student normalises over what it sees, so growth moves every feature
@@ -66,8 +70,10 @@ class SemanticMapSettings:
                                     # 20 is for clouds sampled every 1-2 cm; at 4-5 cm it is a bowl or a bottle
 
     def __post_init__(self) -> None:
-        if min(self.block_m, self.tile_m, self.temperature) <= 0 or min(self.margin_m, self.recompute_growth) < 0:
-            raise ValueError("block_m, tile_m and temperature must be positive, margin_m and recompute_growth >= 0")
+        if min(self.block_m, self.tile_m, self.temperature, self.reproject_m) <= 0 or \
+                min(self.margin_m, self.recompute_growth) < 0:
+            raise ValueError("block_m, tile_m, temperature and reproject_m must be positive, margin_m and "
+                             "recompute_growth >= 0")
         if self.tile_m < self.block_m:
             raise ValueError("tile_m must be at least block_m")
         if self.input_subdivision < 1:
@@ -142,6 +148,7 @@ class SemanticMap:
         self._rgb = np.empty((0, 3), np.uint8)
         self._colour_known = np.empty(0, bool)          # whether each voxel's colour is real
         self._inputs = _NetworkInputs.empty()           # the points the network sees, grouped by voxel
+        self._updates = 0                               # counts update calls (projections know which they saw)
         self._floor_z = 0.0
         self._grid_offset = np.zeros(3, np.float32)       # the student's grid, fixed by the whole map
         self._pool = FeaturePool(student.config.out_dim)
@@ -197,6 +204,9 @@ class SemanticMap:
             else:
                 self._queue_changes(changed)
             self._keys, self._xyz, self._rgb, self._colour_known = keys, xyz, rgb, known
+            self._updates += 1
+            inputs.keep_projections(self._inputs, self._updates)
+            inputs.forget_projections_near((changed + 0.5) * self.voxel_size, self.settings.reproject_m, self._updates)
             self._inputs = inputs
             self._floor_z = floor_height(inputs.xyz[:, 2])
             self._grid_offset = grid_offset(inputs.xyz, self.voxel_size)
@@ -234,13 +244,17 @@ class SemanticMap:
                 del self._pending[block]
             occupied = chosen & (sizes > 0)
             work = self._tile_inputs(blocks[occupied]) if occupied.any() else None
-            floor_z, offset = self._floor_z, self._grid_offset
+            floor_z, offset, inputs, seen = self._floor_z, self._grid_offset, self._inputs, self._updates
         if work is None:
             return ComputeReport(int(chosen.sum()), 0, 0.0, time.perf_counter() - started)
-        target_keys, context_xyz, colour, colour_known, target_of = work
+        target_keys, context, colour, colour_known, target_of = work
         network_started = time.perf_counter()
-        points = project_to_surfaces(context_xyz, self.settings.surface_neighbours, self.settings.surface_iterations,
-                                     workers=torch.get_num_threads())
+        stale = ~inputs.projected[context]
+        points = project_to_surfaces(inputs.xyz[context], self.settings.surface_neighbours,
+                                     self.settings.surface_iterations, workers=torch.get_num_threads(), moving=stale)
+        points[~stale] = inputs.surface[context[~stale]]
+        with self._lock:
+            self._inputs.store_projections(inputs, context[stale], points[stale], seen)
         with torch.no_grad():
             out = self.student.run_on_map(points, colour, floor_z, colour_known=colour_known, offset=offset)
         student_s = time.perf_counter() - network_started
@@ -309,10 +323,10 @@ class SemanticMap:
 
     def _tile_inputs(self, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None,
                                                         np.ndarray] | None:
-        """What the network needs for the voxels of `blocks` (B, 3): their keys; the network's input points in the
-        bounding box of these blocks grown by `margin_m` (a copy), and for a colour student their colours and which
-        are known; for each of those points the index of its voxel among the keys (-1: context only). None when
-        the blocks hold no voxel."""
+        """What the network needs for the voxels of `blocks` (B, 3): their keys; the indices of the network's input
+        points in the bounding box of these blocks grown by `margin_m`, and for a colour student their colours and
+        which are known; for each of those points the index of its voxel among the keys (-1: context only). None
+        when the blocks hold no voxel."""
         s = self.settings
         centres = (unpack_keys(self._keys) + 0.5) * self.voxel_size
         block_of = np.floor(centres / s.block_m).astype(np.int64)
@@ -328,7 +342,7 @@ class SemanticMap:
         context = np.flatnonzero(in_context[inputs.voxel])
         colour, known = (inputs.rgb[context], inputs.known[context]) if "colour" in self.student.config.inputs \
             else (None, None)
-        return self._keys[targets], inputs.xyz[context], colour, known, target_index[inputs.voxel[context]]
+        return self._keys[targets], context, colour, known, target_index[inputs.voxel[context]]
 
     # -- labels ---------------------------------------------------------------------------------------------
 
@@ -440,31 +454,78 @@ class SemanticMap:
 @dataclass(frozen=True)
 class _NetworkInputs:
     """The map's points the network sees, one per fine cell, sorted by their student voxel: positions, colours,
-    whether each colour is real, the voxel of each (index into `keys`), the voxels' packed keys and the first
-    point of each voxel (its representative in the labelled map)."""
+    whether each colour is real, their cells' packed keys, the voxel of each (index into `keys`), the voxels'
+    packed keys and the first point of each voxel (its representative in the labelled map). Beside them, each
+    point's position projected onto its surface, whether that is up to date, and the update that last made it
+    stale (a projection computed from an earlier update may not be stored)."""
 
     xyz: np.ndarray
     rgb: np.ndarray
     known: np.ndarray
+    cells: np.ndarray
     voxel: np.ndarray
     keys: np.ndarray
     first: np.ndarray
+    surface: np.ndarray
+    projected: np.ndarray
+    stale_since: np.ndarray
 
     @classmethod
     def empty(cls) -> _NetworkInputs:
-        none = np.empty(0, np.int64)
-        return cls(np.empty((0, 3), np.float32), np.empty((0, 3), np.uint8), np.empty(0, bool), none, none, none)
+        return cls.of(np.empty((0, 3), np.float32), np.empty((0, 3), np.uint8), np.empty(0, bool), 1.0, 1)
 
     @classmethod
     def of(cls, xyz: np.ndarray, rgb: np.ndarray, known: np.ndarray, voxel_size: float,
            subdivision: int) -> _NetworkInputs:
-        """The first of `xyz`'s points in each cell of `voxel_size / subdivision`, grouped by voxel."""
-        _, kept = np.unique(pack_coords(voxel_coords(xyz, voxel_size / subdivision)), return_index=True)
+        """The first of `xyz`'s points in each cell of `voxel_size / subdivision`, grouped by voxel; none
+        projected yet."""
+        cells, kept = np.unique(pack_coords(voxel_coords(xyz, voxel_size / subdivision)), return_index=True)
         keys, voxel = np.unique(pack_coords(voxel_coords(xyz[kept], voxel_size)), return_inverse=True)
         order = np.argsort(voxel.reshape(-1), kind="stable")
-        kept, voxel = kept[order], voxel.reshape(-1)[order]
+        cells, kept, voxel = cells[order], kept[order], voxel.reshape(-1)[order]
         first = np.flatnonzero(np.r_[True, voxel[1:] != voxel[:-1]]) if len(voxel) else np.empty(0, np.int64)
-        return cls(xyz[kept], rgb[kept], known[kept], voxel, keys, first)
+        points = xyz[kept]
+        return cls(points, rgb[kept], known[kept], cells, voxel, keys, first, points.copy(),
+                   np.zeros(len(kept), bool), np.zeros(len(kept), np.int64))
+
+    def _find(self, cells: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where (mine) the points `cells`, `xyz` are, and which of them I hold at the same position."""
+        order = np.argsort(self.cells)
+        position = np.minimum(np.searchsorted(self.cells, cells, sorter=order), max(len(order) - 1, 0))
+        mine = order[position] if len(order) else np.zeros(len(cells), np.int64)
+        found = (self.cells[mine] == cells) & np.all(self.xyz[mine] == xyz, axis=1) if len(order) else \
+            np.zeros(len(cells), bool)
+        return mine, found
+
+    def keep_projections(self, old: _NetworkInputs, update: int) -> None:
+        """Take the projections of the points `old` held at the same place; new points are stale since `update`."""
+        self.stale_since[:] = update
+        if not len(old.cells) or not len(self.cells):
+            return
+        theirs, found = old._find(self.cells, self.xyz)
+        self.surface[found] = old.surface[theirs[found]]
+        self.projected[found] = old.projected[theirs[found]]
+        self.stale_since[found] = old.stale_since[theirs[found]]
+
+    def forget_projections_near(self, changed_xyz: np.ndarray, reach_m: float, update: int) -> None:
+        """Mark stale (since `update`) the projections of the points within `reach_m` of any of `changed_xyz`
+        (cells of `reach_m` around them and their 26 neighbours)."""
+        if not len(changed_xyz) or not len(self.xyz):
+            return
+        near = np.unique(voxel_coords(changed_xyz, reach_m), axis=0)
+        steps = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
+        around = np.unique(pack_coords((near[:, None, :] + steps[None]).reshape(-1, 3)))
+        stale = np.isin(pack_coords(voxel_coords(self.xyz, reach_m)), around)
+        self.projected[stale] = False
+        self.stale_since[stale] = update
+
+    def store_projections(self, source: _NetworkInputs, rows: np.ndarray, surface: np.ndarray, update: int) -> None:
+        """Store `surface` for `source`'s points `rows`, projected from the map of `update`, where I hold those
+        points and nothing near them changed since."""
+        mine, found = self._find(source.cells[rows], source.xyz[rows])
+        found &= self.stale_since[mine] <= update
+        self.surface[mine[found]] = surface[found]
+        self.projected[mine[found]] = True
 
 
 def _downsample(xyz: np.ndarray, rgb: np.ndarray, features: np.ndarray, cell_m: float

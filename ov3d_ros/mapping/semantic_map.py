@@ -64,7 +64,8 @@ class SemanticMapSettings:
     colour_tolerance: int = 12     # colour students: an 8-bit change larger than this dirties a voxel
     temperature: float = 0.05      # softmax temperature of a label's score over the vocabulary
     match_iou: float = 0.25        # an object keeps its instance id when it overlaps its old box this much
-    objects_voxel_m: float = 0.04  # objects are found on the map downsampled to this cell (point counts kept)
+    objects_voxel_m: float = 0.04  # objects are found on the network's input points (on their surfaces)
+                                   # downsampled to this cell, weighted by their point counts
     superpoint_voting: bool = True  # objects() also votes the voxels' labels inside the superpoints it computes
     superpoint_min_points: int = 4  # smaller superpoints of the objects' map merge into a neighbour: the default
                                     # 20 is for clouds sampled every 1-2 cm; at 4-5 cm it is a bowl or a bottle
@@ -387,12 +388,13 @@ class SemanticMap:
         keeps the id of the previous refresh's object of the same label it overlaps most (IoU >= match_iou).
         With `superpoint_voting` the voxels' labels become those voted inside the same superpoints."""
         with self._lock:
-            keys, xyz, rgb, features = self._keys, self._xyz, self._rgb, self._pool.rows[self._row]
+            keys, inputs, features = self._keys, self._inputs, self._pool.rows[self._row]
+            positions = np.where(inputs.projected[:, None], inputs.surface, inputs.xyz)
             space, vocabulary, version = self._space, self._vocabulary_number, self.version
-        if not len(xyz):
+        if not len(keys):
             self.objects_version = version
             return SceneObjects.empty(len(space.labels), features.shape[1]), np.zeros(0, np.int64)
-        xyz, rgb, unit, weights, cell = _downsample(xyz, rgb, features, self.settings.objects_voxel_m)
+        xyz, rgb, unit, weights, cell = _downsample(positions, inputs, features, self.settings.objects_voxel_m)
         class_scores = np.concatenate([space.logits(unit[i:i + LABEL_CHUNK]).numpy()
                                        for i in range(0, len(unit), LABEL_CHUNK)])
         superpoints = self._superpoints_of(xyz, rgb)
@@ -463,6 +465,7 @@ class _NetworkInputs:
     rgb: np.ndarray
     known: np.ndarray
     cells: np.ndarray
+    by_cell: np.ndarray          # the points in the order of their cells' keys
     voxel: np.ndarray
     keys: np.ndarray
     first: np.ndarray
@@ -484,13 +487,15 @@ class _NetworkInputs:
         order = np.argsort(voxel.reshape(-1), kind="stable")
         cells, kept, voxel = cells[order], kept[order], voxel.reshape(-1)[order]
         first = np.flatnonzero(np.r_[True, voxel[1:] != voxel[:-1]]) if len(voxel) else np.empty(0, np.int64)
+        by_cell = np.empty_like(order)
+        by_cell[order] = np.arange(len(order))
         points = xyz[kept]
-        return cls(points, rgb[kept], known[kept], cells, voxel, keys, first, points.copy(),
+        return cls(points, rgb[kept], known[kept], cells, by_cell, voxel, keys, first, points.copy(),
                    np.zeros(len(kept), bool), np.zeros(len(kept), np.int64))
 
     def _find(self, cells: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Where (mine) the points `cells`, `xyz` are, and which of them I hold at the same position."""
-        order = np.argsort(self.cells)
+        order = self.by_cell
         position = np.minimum(np.searchsorted(self.cells, cells, sorter=order), max(len(order) - 1, 0))
         mine = order[position] if len(order) else np.zeros(len(cells), np.int64)
         found = (self.cells[mine] == cells) & np.all(self.xyz[mine] == xyz, axis=1) if len(order) else \
@@ -528,16 +533,23 @@ class _NetworkInputs:
         self.projected[mine[found]] = True
 
 
-def _downsample(xyz: np.ndarray, rgb: np.ndarray, features: np.ndarray, cell_m: float
+def _downsample(positions: np.ndarray, inputs: _NetworkInputs, features: np.ndarray, cell_m: float
                 ) -> tuple[np.ndarray, np.ndarray, torch.Tensor, np.ndarray, np.ndarray]:
-    """Mean position, colour and unit mean feature of the voxels in each `cell_m` cell, their count, and each
-    voxel's cell."""
-    _, inverse, counts = np.unique(pack_coords(voxel_coords(xyz, cell_m)), return_inverse=True, return_counts=True)
+    """The network's input points at `positions` (their surfaces where projected) in `cell_m` cells: each cell's
+    mean position and colour, the unit mean feature of its points' voxels, its point count, and the cell of each
+    voxel (its first point's)."""
+    _, inverse, counts = np.unique(pack_coords(voxel_coords(positions, cell_m)), return_inverse=True,
+                                   return_counts=True)
     inverse = inverse.reshape(-1)
     cells = len(counts)
-    mean_xyz = np.stack([np.bincount(inverse, xyz[:, i], cells) for i in range(3)], axis=1) / counts[:, None]
-    mean_rgb = np.stack([np.bincount(inverse, rgb[:, i], cells) for i in range(3)], axis=1) / counts[:, None]
-    summed = torch.zeros((cells, features.shape[1])).index_add_(0, torch.from_numpy(inverse),
-                                                                torch.from_numpy(features.astype(np.float32)))
+    mean_xyz = np.stack([np.bincount(inverse, positions[:, i], cells) for i in range(3)], axis=1) / counts[:, None]
+    mean_rgb = np.stack([np.bincount(inverse, inputs.rgb[:, i], cells) for i in range(3)], axis=1) / counts[:, None]
+    # each (cell, voxel) pair once, weighted by its points: far fewer rows than points
+    pairs, weight = np.unique(inverse * len(features) + inputs.voxel, return_counts=True)
+    summed = torch.zeros((cells, features.shape[1]))
+    for start in range(0, len(pairs), LABEL_CHUNK):
+        chunk, share = pairs[start:start + LABEL_CHUNK], weight[start:start + LABEL_CHUNK]
+        rows = torch.from_numpy(features[chunk % len(features)].astype(np.float32)) * torch.from_numpy(share)[:, None]
+        summed.index_add_(0, torch.from_numpy(chunk // len(features)), rows)
     return mean_xyz, np.rint(mean_rgb).astype(np.uint8), torch.nn.functional.normalize(summed, dim=1), \
-        counts.astype(np.float64), inverse
+        counts.astype(np.float64), inverse[inputs.first]

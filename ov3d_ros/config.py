@@ -151,8 +151,9 @@ class SegmentationNodeConfig(NodeConfig):
     margin_m: float = param(6.0, "The network sees the map within this distance of the box of the recomputed "
                                  "cells (room-sized context labels as offline: the student normalises over it).",
                             0.0, 100.0)
-    tile_m: float = param(8.0, "Largest extent of the cells of one network pass: a cube around the most changed "
-                               "cell (bounds its memory with margin_m).", 0.05, 1000.0)
+    tile_m: float = param(12.0, "Largest extent of the cells of one network pass: a cube around the most changed "
+                                "cell (bounds its memory with margin_m; 12 m: a room of up to 11 m in one pass).",
+                          0.05, 1000.0)
     objects_period_s: float = param(3.0, "Least seconds between two refreshes of the instances while the "
                                          "network is behind the map, and at least three times the last pass's own time "
                                          "(once it has caught up they refresh at once).",

@@ -58,7 +58,7 @@ class SemanticMapSettings:
     input_subdivision: int = 2     # the network sees one map point per cell of (student voxel / this)
     reproject_m: float = 0.1       # a point's projection is kept until a voxel this close changes (the reach of
                                    # `surface_iterations` planes of `surface_neighbours` points at 2.5 cm)
-    tile_m: float = 8.0            # largest extent of the dirty blocks of one student pass (a cube around one)
+    tile_m: float = 12.0           # largest extent of the dirty blocks of one student pass (a cube around one)
     recompute_growth: float = 0.25  # every block is queued again when the map has grown this much since the last
                                     # time: the student normalises over what it sees, so growth moves every feature
     colour_tolerance: int = 12     # colour students: an 8-bit change larger than this dirties a voxel

@@ -144,10 +144,6 @@ class SemanticMap:
         self.objects_version = -1                        # the version the last objects() result describes
         self._superpoint_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None   # (xyz, rgb, ids)
         self._lock = threading.RLock()
-        self._keys = np.empty(0, np.int64)
-        self._xyz = np.empty((0, 3), np.float32)
-        self._rgb = np.empty((0, 3), np.uint8)
-        self._colour_known = np.empty(0, bool)          # whether each voxel's colour is real
         self._inputs = _NetworkInputs.empty()           # the points the network sees, grouped by voxel
         self._updates = 0                               # counts update calls (projections know which they saw)
         self._floor_z = 0.0
@@ -167,6 +163,11 @@ class SemanticMap:
 
     def __len__(self) -> int:
         return int(self._keys.size)
+
+    @property
+    def _keys(self) -> np.ndarray:
+        """The packed keys of the map's voxels, sorted."""
+        return self._inputs.keys
 
     def _space_of(self, vocabulary: Vocabulary) -> Vocabulary:
         if vocabulary.dim != self.student.config.out_dim:
@@ -188,9 +189,8 @@ class SemanticMap:
             raise ValueError(f"{len(xyz)} points but {len(rgb)} colours and {len(known)} colour_known flags")
         inputs = _NetworkInputs.of(xyz, rgb, known, self.voxel_size, self.settings.input_subdivision)
         keys, first = inputs.keys, inputs.first
-        xyz, rgb, known = inputs.xyz[first], inputs.rgb[first], inputs.known[first]
         with self._lock:
-            changed, kept_from, kept_to, removed = self._changed_voxels(keys, rgb, known)
+            changed, kept_from, kept_to, removed = self._changed_voxels(keys, inputs.rgb[first], inputs.known[first])
             row = np.empty(len(keys), np.int64)
             labels, scores = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.float32)
             row[kept_to] = self._row[kept_from]
@@ -204,7 +204,6 @@ class SemanticMap:
                 self._queued_all_at = len(keys)
             else:
                 self._queue_changes(changed)
-            self._keys, self._xyz, self._rgb, self._colour_known = keys, xyz, rgb, known
             self._updates += 1
             inputs.keep_projections(self._inputs, self._updates)
             inputs.forget_projections_near((changed + 0.5) * self.voxel_size, self.settings.reproject_m, self._updates)
@@ -289,16 +288,16 @@ class SemanticMap:
         """Coordinates of the voxels that appeared, vanished or (colour students) changed colour or whether it is
         known; the old -> new indices of the voxels kept (a recoloured voxel keeps its features until its block is
         recomputed); the old indices of the voxels gone."""
-        old = self._keys
+        old, previous = self._keys, self._inputs
         in_old = np.isin(keys, old, assume_unique=True)
         in_new = np.isin(old, keys, assume_unique=True)
         kept_to = np.flatnonzero(in_old)
         kept_from = np.searchsorted(old, keys[kept_to])
         recoloured = np.zeros(len(kept_to), bool)
         if "colour" in self.student.config.inputs:
-            difference = np.abs(rgb[kept_to].astype(np.int16) - self._rgb[kept_from].astype(np.int16)).max(axis=1)
-            recoloured = (difference > self.settings.colour_tolerance) | \
-                (known[kept_to] != self._colour_known[kept_from])
+            was = previous.first[kept_from]
+            difference = np.abs(rgb[kept_to].astype(np.int16) - previous.rgb[was].astype(np.int16)).max(axis=1)
+            recoloured = (difference > self.settings.colour_tolerance) | (known[kept_to] != previous.known[was])
         changed = np.concatenate([keys[~in_old], old[~in_new], keys[kept_to[recoloured]]])
         return unpack_keys(changed), kept_from, kept_to, np.flatnonzero(~in_new)
 
@@ -373,7 +372,8 @@ class SemanticMap:
     def snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]:
         """(xyz, rgb, labels, scores, vocabulary labels) of every voxel, consistent with each other."""
         with self._lock:
-            return self._xyz.copy(), self._rgb.copy(), self._labels.copy(), self._scores.copy(), \
+            inputs = self._inputs
+            return inputs.xyz[inputs.first], inputs.rgb[inputs.first], self._labels.copy(), self._scores.copy(), \
                 self.vocabulary.labels
 
     def features(self) -> np.ndarray:

@@ -12,7 +12,7 @@ from ov3d_ros.geometry.voxels import grid_offset, pack_coords, voxel_coords
 from ov3d_ros.language.vocabulary import Vocabulary
 from ov3d_ros.mapping.semantic_map import FeaturePool, SemanticMap, SemanticMapSettings
 from ov3d_ros.mapping.sensor_points import LIDAR_GREY
-from ov3d_ros.mapping.surface import project_to_surfaces
+from ov3d_ros.mapping.surface import plane_normals, project_to_surfaces
 from ov3d_ros.models.inputs import floor_height
 from ov3d_ros.models.student import Student, student_config
 
@@ -103,6 +103,14 @@ def test_tiles_cover_the_map_and_agree_with_one_pass(student):
     labels = semantic.snapshot()[2]
     expected = vocabulary().classify(torch.from_numpy(one_pass(student, xyz, semantic.settings)))[0]
     assert (labels == expected.numpy()).mean() > 0.9
+
+
+def test_a_map_no_wider_than_a_tile_is_one_pass(student):
+    xyz, rgb = room(2)                                       # 3 m along x: six 0.5 m blocks, a 3 m tile
+    semantic = SemanticMap(student, vocabulary(), settings=SemanticMapSettings(block_m=0.5, tile_m=3.0,
+                                                                                 margin_m=3.0))
+    semantic.update(xyz, rgb)
+    assert settle(semantic) == 1
 
 
 def test_new_voxels_are_labelled_by_their_neighbours_before_the_network_runs(student, monkeypatch):
@@ -238,6 +246,22 @@ def test_surfaces_get_thin_and_planes_stay_put():
     assert np.array_equal(project_to_surfaces(plane[:2]), plane[:2].astype(np.float32))
 
 
+def test_plane_normals_are_the_smallest_eigenvectors_and_degenerate_patches_get_a_unit_normal():
+    rng = np.random.default_rng(3)
+    patches = rng.normal(size=(500, 16, 3)) * rng.uniform(0.001, 0.1, (500, 1, 3))     # flat to round
+    patches = patches @ np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    spread = patches - patches.mean(axis=1, keepdims=True)
+    normals = plane_normals(torch.from_numpy(spread).float()).double().numpy()
+    _, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", spread, spread))
+    assert np.abs(np.sum(normals * vectors[:, :, 0], axis=1)).min() > 0.999
+    line = np.zeros((3, 16, 3), np.float32)
+    line[0, :, 0] = np.linspace(-1, 1, 16)                  # along x, along x = y, and a single point
+    line[1, :, 0] = line[1, :, 1] = np.linspace(-1, 1, 16)
+    degenerate = plane_normals(torch.from_numpy(line)).numpy()
+    assert np.allclose(np.linalg.norm(degenerate, axis=1), 1.0)
+    assert abs(degenerate[0, 0]) < 1e-6 and abs(degenerate[1, 0] + degenerate[1, 1]) < 1e-6
+
+
 def test_projecting_a_subset_moves_it_as_projecting_everything_does():
     rng = np.random.default_rng(1)
     xyz = np.c_[rng.uniform(0, 1, (3000, 2)), rng.normal(0, 0.01, 3000)]
@@ -260,13 +284,13 @@ def test_objects_vote_the_labels_of_isolated_voxels_inside_their_superpoint(stud
     speckle = on_floor & (np.floor(xyz[:, 0] / 0.3) % 2 == 0) & (np.floor(xyz[:, 1] / 0.3) % 2 == 0) & \
         (np.abs((xyz[:, 0] % 0.3) - 0.15) < 0.04) & (np.abs((xyz[:, 1] % 0.3) - 0.15) < 0.04)
 
-    def fake_network(points, inputs=None):
+    def fake_network(points, inputs=None, per_voxel=False):   # one 'voxel' per point
         near = torch.from_numpy(np.asarray(
             np.linalg.norm(points.numpy()[:, None, :2] - xyz[speckle][None, :, :2], axis=2).min(axis=1) < 0.03))
         low = points[:, 2] < 0.05
         out = torch.from_numpy(np.where(low.numpy()[:, None], floor, words.label_embeddings[1])).float()
         out[low & near] = torch.from_numpy(box).float()
-        return out
+        return (out, torch.arange(len(out))) if per_voxel else out
     monkeypatch.setattr(student, "forward", fake_network)
     semantic = SemanticMap(student, words, settings=SemanticMapSettings(superpoint_voting=voting))
     semantic.update(xyz, rgb)
@@ -316,11 +340,11 @@ def test_the_vote_keeps_a_small_object_with_superpoints_sized_for_the_objects_ma
     rgb = np.full((len(xyz), 3), 128, np.uint8)
     rgb[mat] = (200, 20, 20)
 
-    def fake_network(points, inputs=None):
+    def fake_network(points, inputs=None, per_voxel=False):   # one 'voxel' per point
         on_mat = (np.abs(points[:, 0].numpy() - 1.5) < 0.04) & (np.abs(points[:, 1].numpy() - 0.4) < 0.04) & \
             (points[:, 2].numpy() < 0.05)
-        return torch.from_numpy(np.where(on_mat[:, None], words.label_embeddings[2],
-                                         words.label_embeddings[0])).float()
+        out = torch.from_numpy(np.where(on_mat[:, None], words.label_embeddings[2], words.label_embeddings[0])).float()
+        return (out, torch.arange(len(out))) if per_voxel else out
     monkeypatch.setattr(student, "forward", fake_network)
     semantic = SemanticMap(student, words, settings=SemanticMapSettings(superpoint_min_points=min_points))
     semantic.update(xyz, rgb)

@@ -43,10 +43,12 @@ def grid_offset(xyz: np.ndarray, voxel_size: float) -> np.ndarray:
     the shift is arbitrary and harmless. Rounded to voxel_size / GRID_PHASES."""
     if voxel_size <= 0:
         raise ValueError(f"voxel_size must be positive, got {voxel_size}")
-    points = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    points = np.asarray(xyz).reshape(-1, 3)
     if not len(points):
         return np.zeros(3, np.float32)
-    points = points[::max(1, len(points) // GRID_SAMPLE)]
-    phase = np.angle(np.exp(2j * np.pi * points / voxel_size).mean(axis=0)) / (2 * np.pi)     # (3,) in (-1/2, 1/2]
+    points = points[::max(1, len(points) // GRID_SAMPLE)].astype(np.float64)
+    angle = ((2 * np.pi / voxel_size) * np.mod(points, voxel_size)).astype(np.float32)     # exact in float32
+    phase = np.arctan2(np.sin(angle).mean(axis=0, dtype=np.float64),
+                       np.cos(angle).mean(axis=0, dtype=np.float64)) / (2 * np.pi)         # (3,) in (-1/2, 1/2]
     steps = np.round((0.5 - phase) * GRID_PHASES) % GRID_PHASES
     return (steps * voxel_size / GRID_PHASES).astype(np.float32)

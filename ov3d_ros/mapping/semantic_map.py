@@ -5,7 +5,7 @@ The student's input is the set of occupied voxels (plus their colour, and whethe
 student), so features can only change where that set changed. Work is split in two:
 - `update` takes the fused map as it is now and is fast: kept voxels keep their features, new voxels borrow the
   features of their nearest featured voxel, and every `block_m` block whose voxels changed is queued as stale.
-- `compute` runs the network over one tile: the stale blocks within a `tile_m` cube centred on the most changed
+- `compute` runs the network over one tile: the stale blocks within a `tile_m` cube that holds the most changed
   block (relative to its size), seen with the map within `margin_m` of their bounding box. The student normalises
   over what it sees (`SparseInstanceNorm`), so the context should hold a whole room, as in training and offline,
   and every block is queued again each time the map has grown by `recompute_growth`; tile and margin bound the
@@ -58,7 +58,7 @@ class SemanticMapSettings:
     input_subdivision: int = 2     # the network sees one map point per cell of (student voxel / this)
     reproject_m: float = 0.1       # a point's projection is kept until a voxel this close changes (the reach of
                                    # `surface_iterations` planes of `surface_neighbours` points at 2.5 cm)
-    tile_m: float = 12.0           # largest extent of the dirty blocks of one student pass (a cube around one)
+    tile_m: float = 12.0           # largest extent of the dirty blocks of one student pass (a cube)
     recompute_growth: float = 0.25  # every block is queued again when the map has grown this much since the last
                                     # time: the student normalises over what it sees, so growth moves every feature
     colour_tolerance: int = 12     # colour students: an 8-bit change larger than this dirties a voxel
@@ -222,8 +222,8 @@ class SemanticMap:
         return len(self._pending)
 
     def compute(self) -> ComputeReport:
-        """Run the network over one tile: the stale blocks within a `tile_m` cube centred on the most changed block
-        (relative to its size; blocks never computed first). Call repeatedly: the map then matches one pass over
+        """Run the network over one tile: the stale blocks within a `tile_m` cube that holds the most changed block
+        (relative to its size; blocks never computed first; `_tile_around`). Call repeatedly: the map then matches one pass over
         all of it.
 
         The network runs outside the lock, so `update` (and readers) never wait for it; voxels that changed
@@ -238,8 +238,7 @@ class SemanticMap:
             sizes = self._sizes_of(stale)
             priority = np.minimum(changes / np.maximum(sizes, 1), 1.0)
             blocks = unpack_keys(stale)
-            half = max(int(s.tile_m / s.block_m) - 1, 0) // 2      # whole blocks, so a tile spans <= tile_m
-            chosen = np.all(np.abs(blocks - blocks[int(priority.argmax())]) <= half, axis=1)
+            chosen = _tile_around(blocks, int(priority.argmax()), max(int(s.tile_m / s.block_m), 1))
             for block in stale[chosen].tolist():
                 del self._pending[block]
             occupied = chosen & (sizes > 0)
@@ -256,12 +255,10 @@ class SemanticMap:
         with self._lock:
             self._inputs.store_projections(inputs, context[stale], points[stale], seen)
         with torch.no_grad():
-            out = self.student.run_on_map(points, colour, floor_z, colour_known=colour_known, offset=offset)
+            out, point_voxel = self.student.run_on_map(points, colour, floor_z, colour_known=colour_known,
+                                                       offset=offset, per_voxel=True)
         student_s = time.perf_counter() - network_started
-        inside = torch.from_numpy(target_of >= 0)
-        summed = torch.zeros((len(target_keys), out.shape[1])).index_add_(0, torch.from_numpy(target_of)[inside],
-                                                                          out[inside].float())
-        features = torch.nn.functional.normalize(summed, dim=1).numpy().astype(np.float16)
+        features = _mean_features(out, point_voxel.numpy(), target_of, len(target_keys))
         with self._lock:
             rows = np.searchsorted(self._keys, target_keys)
             found = rows < len(self._keys)
@@ -531,6 +528,27 @@ class _NetworkInputs:
         found &= self.stale_since[mine] <= update
         self.surface[mine[found]] = surface[found]
         self.projected[mine[found]] = True
+
+
+def _mean_features(voxel_features: torch.Tensor, point_voxel: np.ndarray, target_of: np.ndarray,
+                   targets: int) -> np.ndarray:
+    """(targets, D) fp16 unit means of the network's voxel features over each target's points (`target_of`, -1:
+    context only; `point_voxel`: each point's network voxel), summed once per (target, network voxel) pair: the
+    student's grid is shifted against the map's, so a target's points fall in a few of its voxels."""
+    inside = target_of >= 0
+    voxels = len(voxel_features)
+    pairs, weight = np.unique(target_of[inside] * voxels + point_voxel[inside], return_counts=True)
+    rows = voxel_features[torch.from_numpy(pairs % voxels)].float() * torch.from_numpy(weight).float()[:, None]
+    summed = torch.zeros((targets, voxel_features.shape[1])).index_add_(0, torch.from_numpy(pairs // voxels), rows)
+    return torch.nn.functional.normalize(summed, dim=1).numpy().astype(np.float16)
+
+
+def _tile_around(blocks: np.ndarray, centre: int, width: int) -> np.ndarray:
+    """Which of `blocks` (B, 3) one tile of `width` blocks per axis takes: a window holding block `centre`, as far
+    towards the stale blocks' low end as that allows, so all of them fit in one tile whenever their extent does
+    (a window centred on the most changed block took a corner block's quarter of a room)."""
+    low = np.maximum(blocks.min(axis=0), blocks[centre] - width + 1)
+    return np.all((blocks >= low) & (blocks < low + width), axis=1)
 
 
 def _downsample(positions: np.ndarray, inputs: _NetworkInputs, features: np.ndarray, cell_m: float

@@ -8,6 +8,7 @@ subset of the points can be projected alone: the semantic map re-projects only w
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
 
 CHUNK = 65536        # points per (chunk, k, 3) neighbourhood array
@@ -41,22 +42,56 @@ def project_to_surfaces(xyz: np.ndarray, neighbours: int = 16, iterations: int =
     for _ in range(iterations - 1):
         if still is not None:
             search(rows)
-            rows = np.union1d(rows, index[rows].ravel())
+            grown = np.zeros(len(points), bool)
+            grown[rows] = True
+            grown[index[rows].ravel()] = True
+            rows = np.flatnonzero(grown)
         moved_in.insert(0, rows)
     search(moved_in[0])
-    current = points
+    current = torch.from_numpy(points.astype(np.float32))
+    neighbours_of = torch.from_numpy(index)
     for rows in moved_in:
-        moved = current.copy()
+        moved = current.clone()
         for start in range(0, len(rows), CHUNK):
-            chunk = rows[start:start + CHUNK]
-            patches = current[index[chunk]]
-            centre = patches.mean(axis=1)
-            spread = patches - centre[:, None, :]
-            _, vectors = np.linalg.eigh(np.einsum("nki,nkj->nij", spread, spread))
-            normal = vectors[:, :, 0]
-            offset = np.einsum("ni,ni->n", current[chunk] - centre, normal)
-            moved[chunk] = current[chunk] - offset[:, None] * normal
+            chunk = torch.from_numpy(rows[start:start + CHUNK])
+            patches = current[neighbours_of[chunk]]
+            centre = patches.mean(dim=1)
+            normal = plane_normals(patches - centre[:, None, :])
+            offset = ((current[chunk] - centre) * normal).sum(dim=1, keepdim=True)
+            moved[chunk] = current[chunk] - offset * normal
         current = moved
+    current = current.numpy()
     if still is not None:
         current[still] = points[still]                      # the neighbours moved along stay where they were
     return current.astype(np.float32)
+
+
+def plane_normals(spread: torch.Tensor) -> torch.Tensor:
+    """(n, 3) float32 unit normals of the least-squares planes through (n, k, 3) float32 centred neighbourhoods:
+    the eigenvector of each scatter matrix's smallest eigenvalue, in closed form (the eigenvalues by the
+    trigonometric solution of the characteristic cubic, the vector as the longest cross product of two rows of
+    A - lambda I, in float64; several times faster than a batched `eigh` of 3 x 3 matrices). A neighbourhood with
+    no single smallest direction (points on a line, or one point) gets a unit vector normal to its largest row."""
+    a = torch.bmm(spread.transpose(1, 2), spread).double()
+    eye = torch.eye(3, dtype=a.dtype)
+    q = a.diagonal(dim1=1, dim2=2).mean(dim=1)
+    shifted = a - q[:, None, None] * eye
+    p = torch.sqrt((shifted * shifted).sum(dim=(1, 2)) / 6.0)
+    half_det = torch.linalg.det(shifted / p.clamp_min(1e-300)[:, None, None]) / 2.0
+    angle = torch.arccos(half_det.clamp(-1.0, 1.0)) / 3.0
+    smallest = q + 2.0 * p * torch.cos(angle + 2.0 * np.pi / 3.0)
+    rows = a - smallest[:, None, None] * eye
+    crosses = torch.stack([torch.linalg.cross(rows[:, 0], rows[:, 1]), torch.linalg.cross(rows[:, 0], rows[:, 2]),
+                           torch.linalg.cross(rows[:, 1], rows[:, 2])], dim=1)
+    lengths = torch.linalg.vector_norm(crosses, dim=2)
+    length, best = lengths.max(dim=1)
+    every = torch.arange(len(a))
+    normal = crosses[every, best]
+    degenerate = length <= 1e-9 * a.abs().amax(dim=(1, 2)).clamp_min(1e-150) ** 2
+    if bool(degenerate.any()):
+        flat = rows[degenerate]
+        row = flat[torch.arange(len(flat)), torch.linalg.vector_norm(flat, dim=2).argmax(dim=1)]
+        perpendicular = torch.linalg.cross(row, eye[row.abs().argmin(dim=1)])
+        perpendicular[torch.linalg.vector_norm(perpendicular, dim=1) <= 1e-300] = eye[2]
+        normal[degenerate] = perpendicular
+    return torch.nn.functional.normalize(normal, dim=1).float()

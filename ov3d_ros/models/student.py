@@ -189,13 +189,15 @@ class Student(nn.Module):
 
     def run_on_map(self, xyz: np.ndarray | torch.Tensor, rgb: np.ndarray | torch.Tensor | None = None,
                    floor_z: float | None = None, colour_known: np.ndarray | None = None,
-                   offset: np.ndarray | None = None) -> torch.Tensor:
+                   offset: np.ndarray | None = None,
+                   per_voxel: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Per-point features of map points (N, 3), with the inputs this student takes built from what the caller
         has (`point_inputs`: colour where known, height above `floor_z`, the whole map's floor), voxelised on a
         grid shifted by `offset` (`grid_offset`: the whole map's dominant planes mid-voxel; from `xyz` when
-        None)."""
+        None); with `per_voxel`, its voxels' features and point_to_voxel instead (as `forward`)."""
         points = torch.as_tensor(np.asarray(xyz, dtype=np.float32) if not isinstance(xyz, torch.Tensor) else xyz)
         inputs = point_inputs(self.config.inputs, points, rgb, floor_z, colour_known)
         shift = grid_offset(points.detach().cpu().numpy(), self.config.voxel_size) if offset is None else offset
-        return self(points + torch.as_tensor(np.asarray(shift, np.float32), device=points.device), inputs)
+        return self(points + torch.as_tensor(np.asarray(shift, np.float32), device=points.device), inputs,
+                    per_voxel=per_voxel)
 

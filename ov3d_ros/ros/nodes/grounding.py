@@ -6,6 +6,7 @@ import sys
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from geometry_msgs.msg import PoseStamped, Vector3
 from ov3d_interfaces.msg import GroundedObject, ObjectMap
 from ov3d_interfaces.srv import GroundObject
@@ -83,6 +84,8 @@ class GroundingNode(TfListenerMixin, Node):
     def on_ground_object(self, request: GroundObject.Request, response: GroundObject.Response
                          ) -> GroundObject.Response:
         target = request.target_frame.strip("/") or self.config.map_frame
+        if torch.get_num_threads() != self.config.threads:
+            torch.set_num_threads(self.config.threads)     # per calling thread: set in the one that answers
         try:
             with self.times.measure("ground"):
                 answer = self.engine.ground(request.query, self._result_count(request.max_results))

@@ -314,8 +314,8 @@ def test_objects_reuse_superpoints_until_the_map_changes(student, monkeypatch):
     import ov3d_ros.mapping.semantic_map as semantic_map_module
     calls = []
     real = semantic_map_module.compute_superpoints
-    monkeypatch.setattr(semantic_map_module, "compute_superpoints", lambda xyz, rgb, params: calls.append(len(xyz))
-                        or real(xyz, rgb, params))
+    monkeypatch.setattr(semantic_map_module, "compute_superpoints", lambda xyz, rgb, params, **kwargs:
+                        calls.append(len(xyz)) or real(xyz, rgb, params, **kwargs))
     xyz, rgb = room(2)
     semantic = SemanticMap(student, vocabulary())
     semantic.update(xyz, rgb)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from ov3d_ros.evaluation.latency import StageTimes
 from ov3d_ros.geometry.boxes import iou_matrix
 from ov3d_ros.geometry.voxels import grid_offset, pack_coords, unpack_keys, voxel_coords
 from ov3d_ros.grounding.objects import SceneObjects, map_objects
@@ -134,11 +135,14 @@ class SemanticMap:
     """Per-voxel student features of a changing map, and their labels. Thread-safe.
 
     `vocabulary` holds the label embeddings (uncentred); `offset` is the mean text embedding the student was
-    trained relative to (None: not centred), so labels are scored in the student's own space."""
+    trained relative to (None: not centred), so labels are scored in the student's own space. `times` receives
+    the durations of the stages of `compute` (`compute.project`, `.network`, `.store`) and `objects`
+    (`objects.downsample`, `.features`, `.superpoints`, `.instances`, `.vote`)."""
 
     def __init__(self, student: Student, vocabulary: Vocabulary, offset: np.ndarray | None = None,
-                 settings: SemanticMapSettings = SemanticMapSettings()) -> None:
+                 settings: SemanticMapSettings = SemanticMapSettings(), times: StageTimes | None = None) -> None:
         self.student = student.eval()
+        self.times = times or StageTimes()                # the stages of compute and objects, in milliseconds
         self.offset = offset
         self.settings = settings
         self.voxel_size = float(student.config.voxel_size)
@@ -225,8 +229,8 @@ class SemanticMap:
 
     def compute(self) -> ComputeReport:
         """Run the network over one tile: the stale blocks within a `tile_m` cube that holds the most changed block
-        (relative to its size; blocks never computed first; `_tile_around`). Call repeatedly: the map then matches one pass over
-        all of it.
+        (relative to its size; blocks never computed first; `_tile_around`). Call repeatedly: the map then matches
+        one pass over all of it.
 
         The network runs outside the lock, so `update` (and readers) never wait for it; voxels that changed
         meanwhile are stale again and come back in a later call."""
@@ -250,25 +254,33 @@ class SemanticMap:
             return ComputeReport(int(chosen.sum()), 0, 0.0, time.perf_counter() - started)
         target_keys, context, colour, colour_known, target_of = work
         network_started = time.perf_counter()
-        stale = ~inputs.projected[context]
-        points = project_to_surfaces(inputs.xyz[context], self.settings.surface_neighbours,
-                                     self.settings.surface_iterations, workers=torch.get_num_threads(), moving=stale)
-        points[~stale] = inputs.surface[context[~stale]]
-        with self._lock:
-            self._inputs.store_projections(inputs, context[stale], points[stale], seen)
-        with torch.no_grad():
+        with self.times.measure("compute.project"):
+            stale = ~inputs.projected[context]
+            points = project_to_surfaces(inputs.xyz[context], self.settings.surface_neighbours,
+                                         self.settings.surface_iterations, workers=torch.get_num_threads(),
+                                         moving=stale)
+            points[~stale] = inputs.surface[context[~stale]]
+            with self._lock:
+                self._inputs.store_projections(inputs, context[stale], points[stale], seen)
+        with self.times.measure("compute.network"), torch.no_grad():
             out, point_voxel = self.student.run_on_map(points, colour, floor_z, colour_known=colour_known,
                                                        offset=offset, per_voxel=True)
         student_s = time.perf_counter() - network_started
-        features = _mean_features(out, point_voxel.numpy(), target_of, len(target_keys))
-        with self._lock:
-            rows = np.searchsorted(self._keys, target_keys)
-            found = rows < len(self._keys)
-            found[found] = self._keys[rows[found]] == target_keys[found]
-            rows, features = rows[found], features[found]
-            self._pool.rows[self._row[rows]] = features
-            self._labels[rows], self._scores[rows] = self._label_rows(features)
-            self.version += 1
+        with self.times.measure("compute.store"):
+            features = _mean_features(out, point_voxel.numpy(), target_of, len(target_keys))
+            with self._lock:
+                space, vocabulary = self._space, self._vocabulary_number
+            labels, scores = self._label_rows(features, space)       # outside the lock: updates need not wait
+            with self._lock:
+                rows = np.searchsorted(self._keys, target_keys)
+                found = rows < len(self._keys)
+                found[found] = self._keys[rows[found]] == target_keys[found]
+                rows, features, labels, scores = rows[found], features[found], labels[found], scores[found]
+                if self._vocabulary_number != vocabulary:              # relabelled meanwhile: label with the new one
+                    labels, scores = self._label_rows(features, self._space)
+                self._pool.rows[self._row[rows]] = features
+                self._labels[rows], self._scores[rows] = labels, scores
+                self.version += 1
         return ComputeReport(int(chosen.sum()), len(rows), student_s, time.perf_counter() - started)
 
     def _sizes_of(self, blocks: np.ndarray) -> np.ndarray:
@@ -345,12 +357,12 @@ class SemanticMap:
 
     # -- labels ---------------------------------------------------------------------------------------------
 
-    def _label_rows(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest class and its softmax probability for fp16 feature rows."""
+    def _label_rows(self, features: np.ndarray, space: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest class of `space` and its softmax probability for fp16 feature rows."""
         labels, scores = np.empty(len(features), np.int64), np.empty(len(features), np.float32)
         for start in range(0, len(features), LABEL_CHUNK):
             rows = torch.from_numpy(features[start:start + LABEL_CHUNK]).float()   # torch converts fp16 2-4x faster
-            logits = self._space.logits(torch.nn.functional.normalize(rows, dim=1))
+            logits = space.logits(torch.nn.functional.normalize(rows, dim=1))
             probability = torch.softmax(logits / self.settings.temperature, dim=1)
             best, label = probability.max(dim=1)
             labels[start:start + LABEL_CHUNK], scores[start:start + LABEL_CHUNK] = label.numpy(), best.numpy()
@@ -364,7 +376,7 @@ class SemanticMap:
             self._vocabulary_number += 1
             for start in range(0, len(self._row), LABEL_CHUNK):
                 chunk = slice(start, start + LABEL_CHUNK)
-                self._labels[chunk], self._scores[chunk] = self._label_rows(self._pool.rows[self._row[chunk]])
+                self._labels[chunk], self._scores[chunk] = self._label_rows(self._pool.rows[self._row[chunk]], space)
             self._previous_objects = None
             self.version += 1
 
@@ -393,26 +405,34 @@ class SemanticMap:
         if not len(keys):
             self.objects_version = version
             return SceneObjects.empty(len(space.labels), features.shape[1]), np.zeros(0, np.int64)
-        xyz, rgb, unit, weights, cell = _downsample(positions, inputs, features, self.settings.objects_voxel_m)
-        class_scores = np.concatenate([space.logits(unit[i:i + LABEL_CHUNK]).numpy()
-                                       for i in range(0, len(unit), LABEL_CHUNK)])
-        superpoints = self._superpoints_of(xyz, rgb)
-        objects = map_objects(xyz, rgb, unit.numpy(), np.ones(len(xyz), bool), class_scores, superpoints, weights)
+        with self.times.measure("objects.downsample"):
+            xyz, rgb, weights, cell, inverse = _objects_cells(positions, inputs, self.settings.objects_voxel_m)
+        with self.times.measure("objects.features"):
+            unit = _unit_sums(inverse, inputs.voxel, len(xyz), torch.from_numpy(features).float())
+            class_scores = np.concatenate([space.logits(unit[i:i + LABEL_CHUNK]).numpy()
+                                           for i in range(0, len(unit), LABEL_CHUNK)])
+        with self.times.measure("objects.superpoints"):
+            superpoints = self._superpoints_of(xyz, rgb, torch.get_num_threads())
+        with self.times.measure("objects.instances"):
+            objects = map_objects(xyz, rgb, unit.numpy(), np.ones(len(xyz), bool), class_scores, superpoints,
+                                  weights)
         if self.settings.superpoint_voting:
-            labels, scores = superpoint_labels(class_scores, superpoints, self.settings.temperature, weights)
-            version = self._set_voted_labels(keys, labels[cell], scores[cell], vocabulary, version)
+            with self.times.measure("objects.vote"):
+                labels, scores = superpoint_labels(class_scores, superpoints, self.settings.temperature, weights)
+                version = self._set_voted_labels(keys, labels[cell], scores[cell], vocabulary, version)
         self.objects_version = version
         ids = self._instance_ids(objects)
         self._previous_objects = (objects, ids)
         return objects, ids
 
-    def _superpoints_of(self, xyz: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    def _superpoints_of(self, xyz: np.ndarray, rgb: np.ndarray, workers: int) -> np.ndarray:
         """The superpoints of the downsampled map, reused while its points and colours are unchanged (the last
         passes after the sensors stop only see new features, and superpoints are half of a pass)."""
         cached = self._superpoint_cache
         if cached is not None and np.array_equal(cached[0], xyz) and np.array_equal(cached[1], rgb):
             return cached[2]
-        superpoints = compute_superpoints(xyz, rgb, SuperpointParams(min_points=self.settings.superpoint_min_points))
+        superpoints = compute_superpoints(xyz, rgb, SuperpointParams(min_points=self.settings.superpoint_min_points),
+                                          workers=workers)
         self._superpoint_cache = (xyz, rgb, superpoints)
         return superpoints
 
@@ -562,17 +582,14 @@ def _tile_around(blocks: np.ndarray, centre: int, width: int) -> np.ndarray:
     return np.all((blocks >= low) & (blocks < low + width), axis=1)
 
 
-def _downsample(positions: np.ndarray, inputs: _NetworkInputs, features: np.ndarray, cell_m: float
-                ) -> tuple[np.ndarray, np.ndarray, torch.Tensor, np.ndarray, np.ndarray]:
+def _objects_cells(positions: np.ndarray, inputs: _NetworkInputs, cell_m: float
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The network's input points at `positions` (their surfaces where projected) in `cell_m` cells: each cell's
-    mean position and colour, the unit mean feature of its points' voxels, its point count, and the cell of each
-    voxel (its first point's)."""
+    mean position and colour, its point count, the cell of each voxel (its first point's) and of each point."""
     _, inverse, counts = np.unique(pack_coords(voxel_coords(positions, cell_m)), return_inverse=True,
                                    return_counts=True)
     inverse = inverse.reshape(-1)
     cells = len(counts)
     mean_xyz = np.stack([np.bincount(inverse, positions[:, i], cells) for i in range(3)], axis=1) / counts[:, None]
     mean_rgb = np.stack([np.bincount(inverse, inputs.rgb[:, i], cells) for i in range(3)], axis=1) / counts[:, None]
-    unit = _unit_sums(inverse, inputs.voxel, cells, torch.from_numpy(features).float())
-    return mean_xyz, np.rint(mean_rgb).astype(np.uint8), unit, \
-        counts.astype(np.float64), inverse[inputs.first]
+    return mean_xyz, np.rint(mean_rgb).astype(np.uint8), counts.astype(np.float64), inverse[inputs.first], inverse

@@ -88,10 +88,10 @@ def _check_cloud(xyz: np.ndarray, rgb: np.ndarray | None = None) -> tuple[np.nda
     return xyz, rgb
 
 
-def _neighbours(xyz: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _neighbours(xyz: np.ndarray, k: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Distances and indices (N, min(k + 1, N)) of each point's nearest neighbours, itself included."""
     tree = cKDTree(xyz)
-    distance, index = tree.query(xyz, k=min(k + 1, len(xyz)), workers=1)
+    distance, index = tree.query(xyz, k=min(k + 1, len(xyz)), workers=workers)
     return distance.reshape(len(xyz), -1), index.reshape(len(xyz), -1)
 
 
@@ -159,7 +159,7 @@ def _graph(xyz: np.ndarray, rgb: np.ndarray, normals: np.ndarray, distance: np.n
 
 
 def _attach_creases(xyz: np.ndarray, rgb: np.ndarray, normals: np.ndarray, crease: np.ndarray,
-                    params: SuperpointParams) -> np.ndarray:
+                    params: SuperpointParams, workers: int = 1) -> np.ndarray:
     """(N,) index of the flat point each crease point joins, -1 for none (flat points: -1 too).
 
     Among its 2k nearest flat points within max_edge_m of a similar colour, a crease point takes the one whose
@@ -170,7 +170,7 @@ def _attach_creases(xyz: np.ndarray, rgb: np.ndarray, normals: np.ndarray, creas
     if flat.size == 0 or creases.size == 0:
         return attached
     distance, index = cKDTree(xyz[flat]).query(xyz[creases], k=min(2 * params.neighbours, flat.size),
-                                               distance_upper_bound=params.max_edge_m, workers=1)
+                                               distance_upper_bound=params.max_edge_m, workers=workers)
     distance, index = distance.reshape(creases.size, -1), index.reshape(creases.size, -1)
     found = np.isfinite(distance)
     candidate = flat[np.where(found, index, 0)]
@@ -183,10 +183,11 @@ def _attach_creases(xyz: np.ndarray, rgb: np.ndarray, normals: np.ndarray, creas
     return attached
 
 
-def _regions(xyz: np.ndarray, rgb: np.ndarray, params: SuperpointParams) -> tuple[_Graph, np.ndarray]:
+def _regions(xyz: np.ndarray, rgb: np.ndarray, params: SuperpointParams, workers: int = 1
+             ) -> tuple[_Graph, np.ndarray]:
     """The kNN graph and a region id (N,) per point: smooth evenly coloured regions, with the crease points
     attached to the face they lie on, or else forming regions of similar colour of their own."""
-    distance, index = _neighbours(xyz, params.neighbours)
+    distance, index = _neighbours(xyz, params.neighbours, workers)
     normals, variation = _pca(xyz, index)
     graph = _graph(xyz, rgb, normals, distance, index, params)
     crease = variation > params.max_surface_variation
@@ -195,7 +196,7 @@ def _regions(xyz: np.ndarray, rgb: np.ndarray, params: SuperpointParams) -> tupl
     flat_edge = similar_colour & ~crease[graph.rows] & ~crease[graph.cols]
     flat_edge &= (graph.alignment >= np.cos(angle)) & (graph.offset <= np.sin(angle))
     region = graph_components(len(xyz), *graph.edges(flat_edge))
-    attached = _attach_creases(xyz, rgb, normals, crease, params)
+    attached = _attach_creases(xyz, rgb, normals, crease, params, workers)
     region[attached >= 0] = region[attached[attached >= 0]]
     lonely = crease & (attached < 0)
     rest = graph_components(len(xyz), *graph.edges(similar_colour & lonely[graph.rows] & lonely[graph.cols]))
@@ -203,7 +204,7 @@ def _regions(xyz: np.ndarray, rgb: np.ndarray, params: SuperpointParams) -> tupl
     return graph, np.unique(region, return_inverse=True)[1].reshape(-1)
 
 
-def _split(xyz: np.ndarray, region: np.ndarray, params: SuperpointParams) -> np.ndarray:
+def _split(xyz: np.ndarray, region: np.ndarray, params: SuperpointParams, workers: int = 1) -> np.ndarray:
     """Piece id (N,): each region cut by nearest-seed assignment among seeds of a voxel grid in it."""
     voxel = np.unique(pack_coords(voxel_coords(xyz, params.seed_resolution_m)), return_inverse=True)[1]
     stride = int(voxel.max()) + 1
@@ -227,7 +228,7 @@ def _split(xyz: np.ndarray, region: np.ndarray, params: SuperpointParams) -> np.
         live = sizes > 0
         seed_region = seed_region[live]
         seeds = np.column_stack((sums[live] / sizes[live, None], seed_region * separation))
-        piece = cKDTree(seeds).query(points, k=1, workers=1)[1].astype(np.int64)
+        piece = cKDTree(seeds).query(points, k=1, workers=workers)[1].astype(np.int64)
     return piece
 
 
@@ -264,19 +265,20 @@ def _merge_small(graph: _Graph, region: np.ndarray, piece: np.ndarray, params: S
     return np.unique(piece, return_inverse=True)[1].reshape(-1)
 
 
-def compute_superpoints(xyz: np.ndarray, rgb: np.ndarray,
-                        params: SuperpointParams = SuperpointParams()) -> np.ndarray:
+def compute_superpoints(xyz: np.ndarray, rgb: np.ndarray, params: SuperpointParams = SuperpointParams(),
+                        workers: int = 1) -> np.ndarray:
     """(N,) int64 superpoint ids 0..S-1 of the points `xyz` (N, 3) metres with colours `rgb` (N, 3) 0-255.
 
-    Deterministic in (xyz, rgb, params). See the module docstring for the steps.
+    Deterministic in (xyz, rgb, params), whatever the number of `workers` threads searching neighbours. See the
+    module docstring for the steps.
     """
     xyz, rgb = _check_cloud(xyz, rgb)
     if len(xyz) == 0:
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(pack_coords(voxel_coords(xyz, _LOCALITY_CELL_M)), kind="stable")
     xyz, rgb = np.asarray(xyz, dtype=np.float64)[order], rgb[order]
-    graph, region = _regions(xyz, rgb, params)
-    piece = _connected_pieces(graph, _split(xyz, region, params))
+    graph, region = _regions(xyz, rgb, params, workers)
+    piece = _connected_pieces(graph, _split(xyz, region, params, workers))
     ids = np.empty(len(xyz), dtype=np.int64)
     ids[order] = _merge_small(graph, region, piece, params)
     return ids

@@ -75,7 +75,7 @@ class SegmentationNode(Node):
         self._vocabulary_path = state_dir(c.snapshot_dir) / VOCABULARY_FILE
         self.semantic = SemanticMap(student, self._build_vocabulary(self._initial_entries()), offset,
                                     SemanticMapSettings(block_m=c.block_m, margin_m=c.margin_m, tile_m=c.tile_m,
-                                                        superpoint_voting=c.superpoint_voting))
+                                                        superpoint_voting=c.superpoint_voting), self.times)
         self.superseded = 0
         self._pending: PointCloud2 | None = None
         self._stamp_ns = 0

@@ -76,6 +76,10 @@ class FusionNodeConfig(NodeConfig):
     map_topic: str = param("/ov3d/map", "Topic of the fused map (PointCloud2: x, y, z, rgb, count, observations, "
                                         "colour_count).")
     map_publish_rate_hz: float = param(1.0, "How often the fused map is published.", 0.01, 30.0)
+    map_publish_idle_s: float = param(0.2, "The map is also published once no reading has come for this long (a "
+                                           "robot that stops sensing has its last readings in the map at once, not "
+                                           "at the next tick of map_publish_rate_hz); 0 = only at that rate.",
+                                      0.0, 10.0)
     tf_cache_s: float = param(30.0, "How much transform history the TF buffer keeps.", 1.0, 3600.0)
     tf_tolerance_s: float = param(0.05, "How far past the newest transform a lookup may extrapolate.", 0.0, 1.0)
     tf_wait_s: float = param(1.0, "A reading whose transform has not arrived yet waits this long for it (as "

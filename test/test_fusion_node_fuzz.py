@@ -1,5 +1,5 @@
 """Malformed sensor and TF messages go through the fusion node's real callbacks: nothing raises, every drop is
-counted by reason and logged; valid data still reaches the map."""
+counted by reason and logged; valid data still reaches the map, and the map is published once the readings pause."""
 from __future__ import annotations
 
 import copy
@@ -190,3 +190,14 @@ def test_random_byte_fuzz_never_raises(node):
     assert node.drops.total > 0
     assert "internal_error" not in node.drops.counts, node.drops._logger.warnings[-3:]
     assert len(node.map.to_points()) == len(node.map)
+
+
+def test_the_map_is_published_once_the_readings_pause(node, monkeypatch):
+    published = []
+    monkeypatch.setattr(node, "publish_map", lambda: published.append(node.map.version))
+    node.on_lidar(cloud())
+    node._publish_when_idle()
+    assert published == []                                   # a reading has just come: wait for the rate's tick
+    node._last_reading -= node.config.map_publish_idle_s
+    node._publish_when_idle()
+    assert published == [node.map.version]

@@ -60,6 +60,16 @@ def test_minilm_puts_synonyms_closer_than_other_objects(minilm, word, close, far
     assert cosine(minilm, phrase(word), phrase(close)) > cosine(minilm, phrase(word), phrase(far)) + 0.15
 
 
+def test_a_few_texts_embed_in_onnx_runtime_as_many_do_in_pytorch(minilm):
+    from ov3d_ros.language.encoders import RUNTIME_MAX_TEXTS, _length_groups
+    texts = ["the small brown chair to the left of the big table by the window", "chair", "a lamp", "sofa"]
+    few = minilm.encode(texts)                                        # ONNX Runtime, runs of similar length
+    many = minilm.encode(texts * RUNTIME_MAX_TEXTS)[:len(texts)]      # sentence-transformers
+    np.testing.assert_allclose(few, many, atol=1e-5)
+    groups = _length_groups(np.array([18, 3, 2, 3]))
+    assert sorted(np.concatenate(groups).tolist()) == [0, 1, 2, 3] and [0] in [g.tolist() for g in groups]
+
+
 def test_minilm_shape_norm_and_fingerprint(minilm):
     vectors = minilm.encode(["a chair", "a lamp", "a window"])
     assert vectors.shape == (3, 384) and minilm.dim == 384 and vectors.dtype == np.float32

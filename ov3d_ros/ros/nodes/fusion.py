@@ -81,6 +81,7 @@ class FusionNode(TfListenerMixin, Node):
         self._waiting_lock = threading.Lock()
         self._retry = threading.local()          # .active: this thread is re-running a waiting reading
         self._published_version = -1
+        self._last_reading = time.monotonic()       # when a reading was last integrated
         self._snapshot_version = 0
         if c.resume and self.snapshot_path.is_file():
             self._resume()
@@ -107,6 +108,8 @@ class FusionNode(TfListenerMixin, Node):
         if c.tf_wait_s > 0:
             self.create_timer(0.05, self._retry_waiting_for_tf, callback_group=sensor_group)
         self.create_timer(1.0 / c.map_publish_rate_hz, self.publish_map, callback_group=service_group)
+        if c.map_publish_idle_s > 0:
+            self.create_timer(c.map_publish_idle_s / 2, self._publish_when_idle, callback_group=service_group)
         self.create_service(MapFile, "/ov3d/save_map", self.on_save_map, callback_group=service_group)
         self.create_service(MapFile, "/ov3d/load_map", self.on_load_map, callback_group=service_group)
         if c.snapshot_period_s > 0:
@@ -220,7 +223,13 @@ class FusionNode(TfListenerMixin, Node):
         with self.times.measure(f"integrate_{batch.source}"):
             self.map.integrate(batch)
         self.integrated[batch.source] += 1
+        self._last_reading = time.monotonic()
         return True
+
+    def _publish_when_idle(self) -> None:
+        """Publish a changed map once the readings have paused for map_publish_idle_s."""
+        if time.monotonic() - self._last_reading >= self.config.map_publish_idle_s:
+            self.publish_map()
 
     @guarded("map_publish")
     def publish_map(self) -> None:

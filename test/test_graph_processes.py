@@ -70,6 +70,8 @@ def test_replay_gives_a_labelled_map_and_a_grounding_answer(scene, tmp_path):
     assert len(np.unique(labelled.label)) >= 2 and seg["online"]["miou"] > 0
     assert report["grounding"]["queries"] > 0 and report["received"]["lidar"] > 0
     assert report["settle_timeline"][-1]["waiting_for"] is None      # the last entry: nothing left to wait for
+    planner = report["grounding"]["while_updating"]                  # the report of the planner's own process
+    assert planner["dropped"] == 0 and planner["call_hz"] == 2.0 and "latency_ms" in planner
     recall = report["grounding"]["proposal_recall"]
     assert 0 < recall["online"]["recall@0.25"] <= 1 and 0 < recall["offline"]["recall@0.25"] <= 1
     student = offline_student(dataset, "default", load_perception_config(config).segmentation_node.language)

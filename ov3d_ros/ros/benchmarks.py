@@ -15,7 +15,7 @@ from ov3d_ros.evaluation.bench_grounding import distinct_queries, synthetic_obje
 from ov3d_ros.evaluation.latency import percentiles
 from ov3d_ros.messages.object_map import ObjectMapContent, object_map_to_msg
 from ov3d_ros.ros.graph_client import GraphClient, GraphProcess
-from ov3d_ros.ros.planner_calls import PlannerCalls
+from ov3d_ros.ros.planner_calls import PlannerProcess
 from ov3d_ros.ros.qos import LATCHED
 from ov3d_ros.ros.replay import replay_bag
 
@@ -53,7 +53,7 @@ SOAK_QUERIES = ("the chair next to the table", "the table", "the largest cabinet
 def run_soak(graph: GraphProcess, client: GraphClient, bag: Path, minutes: float, rate: float,
              sample_s: float = 5.0, call_hz: float = 20.0) -> dict[str, Any]:
     """Loop `bag` at `rate` for `minutes` into `graph`; sample its resident memory every `sample_s` while a
-    planner asks /ground_object at `call_hz` (SOAK_QUERIES in turn; `PlannerCalls`)."""
+    planner asks /ground_object at `call_hz` (SOAK_QUERIES in turn, from a process of its own: `PlannerProcess`)."""
     from ov3d_ros.data.rosbag import BagReader
 
     with BagReader(bag) as reader:
@@ -70,7 +70,7 @@ def run_soak(graph: GraphProcess, client: GraphClient, bag: Path, minutes: float
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    planner = PlannerCalls(client, SOAK_QUERIES, call_hz).start()
+    planner = PlannerProcess(SOAK_QUERIES, call_hz).start()
     deadline = threading.Timer(minutes * 60.0, stop.set)
     deadline.start()
     try:

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import rclpy
@@ -24,12 +24,14 @@ from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import PointCloud2
 
-from ov3d_ros.evaluation.online import LabelledMap
 from ov3d_ros.messages import pointcloud2_to_array, unpack_rgb
 from ov3d_ros.messages.object_map import ObjectMapContent, msg_to_object_map
 from ov3d_ros.ros.dds import configure_transport
 from ov3d_ros.ros.health import DIAGNOSTICS_TOPIC, diagnostic_values, status_name
 from ov3d_ros.ros.qos import LATCHED
+
+if TYPE_CHECKING:
+    from ov3d_ros.evaluation.online import LabelledMap
 
 SERVICE_TIMEOUT_S = 30.0
 
@@ -69,8 +71,10 @@ class GraphClient:
         self._objects: bytes | None = None
         self.map_samples: list[SemanticMapSample] = []
         self._diagnostics: dict[str, dict[str, str]] = {}
-        self.node.create_subscription(PointCloud2, semantic_map_topic, self._on_semantic_map, LATCHED, raw=True)
-        self.node.create_subscription(ObjectMap, objects_topic, self._on_objects, LATCHED, raw=True)
+        if semantic_map_topic:                          # "" = not needed (a planner's client)
+            self.node.create_subscription(PointCloud2, semantic_map_topic, self._on_semantic_map, LATCHED, raw=True)
+        if objects_topic:
+            self.node.create_subscription(ObjectMap, objects_topic, self._on_objects, LATCHED, raw=True)
         self.node.create_subscription(DiagnosticArray, DIAGNOSTICS_TOPIC, self._on_diagnostics, 50)
         self._ground = self.node.create_client(GroundObject, "/ground_object")
         self._vocabulary = self.node.create_client(SetVocabulary, "/set_vocabulary")
@@ -147,6 +151,7 @@ class GraphClient:
             return None
         cloud = pointcloud2_to_array(deserialize_message(raw, PointCloud2)).reshape(-1)
         xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=1).astype(np.float64)
+        from ov3d_ros.evaluation.online import LabelledMap      # (torch): a planner's client never needs it
         return LabelledMap(xyz, cloud["label"].astype(np.int64), unpack_rgb(cloud["rgb"]), tuple(labels))
 
     def objects(self) -> ObjectMapContent | None:

@@ -32,7 +32,7 @@ from ov3d_ros.evaluation.online import (LabelledMap, answer_box, grounding_cases
                                         online_scores, proposal_recalls, scene_descriptions, segmentation_summary)
 from ov3d_ros.geometry.boxes import OrientedBox
 from ov3d_ros.ros.graph_client import GraphClient, GraphError
-from ov3d_ros.ros.planner_calls import PlannerCalls
+from ov3d_ros.ros.planner_calls import PlannerProcess
 from ov3d_ros.ros.replay import replay_bag
 
 NODES = ("fusion_node", "segmentation_node", "grounding_node")
@@ -143,7 +143,7 @@ def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scen
     client.wait_for_graph()
     client.set_vocabulary(entries)
     log = PublishLog()
-    planner = PlannerCalls(client, [e.description for e in expressions], planner_hz).start() \
+    planner = PlannerProcess([e.description for e in expressions], planner_hz).start() \
         if planner_hz > 0 and expressions else None
     try:
         stats = replay_bag(bag, rate=rate, progress=progress, wait_for_subscribers_s=30.0, on_publish=log.add)

@@ -199,12 +199,13 @@ def _minilm_runtime() -> Any:
 
             def run(texts: list[str]) -> np.ndarray:
                 tokens = model.preprocess(texts)
-                ids, mask = tokens["input_ids"].numpy().astype(np.int64), tokens["attention_mask"].numpy()
+                ids, mask = (tokens[name].numpy().astype(np.int64) for name in ("input_ids", "attention_mask"))
+                lengths = mask.sum(axis=1)
                 out = np.empty((len(texts), MINILM_DIM), np.float32)
-                for rows in _length_groups(mask.sum(axis=1)):
-                    width = int(mask[rows].sum(axis=1).max())           # padding is at the end: cut it off
+                for rows in _length_groups(lengths):
+                    width = int(lengths[rows].max())                    # padding is at the end: cut it off
                     out[rows] = session.run(None, {"input_ids": ids[rows, :width],
-                                                   "attention_mask": mask[rows, :width].astype(np.int64)})[0]
+                                                   "attention_mask": mask[rows, :width]})[0]
                 return out
             _runtime = run
     return _runtime or None

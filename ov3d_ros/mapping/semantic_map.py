@@ -272,9 +272,7 @@ class SemanticMap:
                 space, vocabulary = self._space, self._vocabulary_number
             labels, scores = self._label_rows(features, space)       # outside the lock: updates need not wait
             with self._lock:
-                rows = np.searchsorted(self._keys, target_keys)
-                found = rows < len(self._keys)
-                found[found] = self._keys[rows[found]] == target_keys[found]
+                rows, found = self._rows_of(target_keys)
                 rows, features, labels, scores = rows[found], features[found], labels[found], scores[found]
                 if self._vocabulary_number != vocabulary:              # relabelled meanwhile: label with the new one
                     labels, scores = self._label_rows(features, self._space)
@@ -282,6 +280,12 @@ class SemanticMap:
                 self._labels[rows], self._scores[rows] = labels, scores
                 self.version += 1
         return ComputeReport(int(chosen.sum()), len(rows), student_s, time.perf_counter() - started)
+
+    def _rows_of(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The row of each of the packed voxel `keys` in the map now, and whether the map still holds it (call
+        under the lock)."""
+        rows = np.minimum(np.searchsorted(self._keys, keys), max(len(self._keys) - 1, 0))
+        return rows, self._keys[rows] == keys if len(self._keys) else np.zeros(len(keys), bool)
 
     def _sizes_of(self, blocks: np.ndarray) -> np.ndarray:
         """Voxel count of each packed block now."""
@@ -444,8 +448,7 @@ class SemanticMap:
         with self._lock:
             if self._vocabulary_number != vocabulary or not len(self._keys):
                 return version
-            rows = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-            found = self._keys[rows] == keys
+            rows, found = self._rows_of(keys)
             rows, labels, scores = rows[found], labels[found], scores[found]
             if np.array_equal(self._labels[rows], labels) and np.allclose(self._scores[rows], scores):
                 return version

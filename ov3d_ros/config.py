@@ -40,12 +40,24 @@ def section(cls: type, description: str) -> Any:
     return field(default_factory=cls, metadata={"description": description, "section": True})
 
 
+EXECUTORS = ("multi_threaded", "events")
+EXECUTOR_HELP = ("How the node's callbacks are dispatched when it has a process of its own: 'multi_threaded' "
+                 "(rclpy's MultiThreadedExecutor: callback groups run in parallel) or 'events' (rclpy's "
+                 "EventsExecutor: one thread, waiting and dispatch in C++; multi_threaded where rclpy lacks it). "
+                 "Nodes that share a process share a multi-threaded executor.")
+
+
 @dataclass
 class NodeConfig:
     """What every node of the graph has: how it logs repeated warnings and reports on /diagnostics."""
 
     log_throttle_s: float = param(5.0, "Minimum seconds between repeated warnings of one kind.", 0.0, 3600.0)
     diagnostics_period_s: float = param(1.0, "Seconds between /diagnostics reports.", 0.1, 3600.0)
+    executor: str = param("multi_threaded", EXECUTOR_HELP)
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
 
 
 @dataclass
@@ -106,6 +118,7 @@ class FusionNodeConfig(NodeConfig):
                 "depth": one(self.depth_topic, self.depth_transport)}
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name, allowed in (("color_transport", ("raw", "compressed")), ("depth_transport", ("raw", "compressedDepth"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -176,6 +189,7 @@ class SegmentationNodeConfig(NodeConfig):
                                                        "text space).")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.tile_m < self.block_m:
             raise ConfigError(f"tile_m ({self.tile_m}) must be at least block_m ({self.block_m})")
 
@@ -201,12 +215,15 @@ class GroundingNodeConfig(NodeConfig):
     min_resemblance: float = param(0.01, "Without such an object, the query is still answered (with low scores) "
                                          "when an object's class distribution gives the target at least this "
                                          "much; else refused as nothing in the map resembling it.", 0.0, 1.0)
+    executor: str = param("events", EXECUTOR_HELP + " 'events' here: with the Python executor a request waited "
+                                                    "up to 250 ms for its callback on a busy machine.")
     threads: int = param(1, "torch CPU threads that embed and rank a query. 1: on a machine the map keeps busy, a "
                             "second thread makes a query wait for a core (p99 571 ms against 124 ms with two "
                             "busy processes on 2 cores).", 1, 256)
     language: LanguageConfig = section(LanguageConfig, "The text encoder queries are embedded with.")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.default_max_results > self.max_results_limit:
             raise ConfigError("default_max_results must not exceed max_results_limit")
 

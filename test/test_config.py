@@ -64,3 +64,9 @@ def test_shipped_pipeline_config_loads_with_nested_sections(tmp_path):
         load_pipeline_config(path)
     path.write_text("language:\n  templates: ['a {}', 'the {}']\n")
     assert load_pipeline_config(path).language.templates == ["a {}", "the {}"]
+
+
+def test_a_node_names_a_known_executor():
+    assert GroundingNodeConfig().executor == "events" and FusionNodeConfig().executor == "multi_threaded"
+    with pytest.raises(ConfigError, match="executor must be one of multi_threaded, events"):
+        GroundingNodeConfig(executor="async")

@@ -80,3 +80,25 @@ def test_a_node_process_that_dies_stops_the_graph(tmp_path):
     finally:
         graph.stop()
     assert "grounding_node exited with status -9; stopping the graph" in (tmp_path / "graph.log").read_text()
+
+
+def test_a_node_alone_in_its_process_gets_the_executor_its_config_names(ros_context):
+    from rclpy.executors import MultiThreadedExecutor
+
+    from ov3d_ros.config import FusionNodeConfig, GroundingNodeConfig
+    from ov3d_ros.ros.launcher import node_executor
+
+    def node(name: str, config: object):
+        made = rclpy.create_node(name, context=ros_context)
+        made.config = config
+        return made
+
+    grounding, fusion = node("grounding", GroundingNodeConfig()), node("fusion", FusionNodeConfig())
+    try:
+        assert type(node_executor([grounding], ros_context)).__name__ == "EventsExecutor"    # its default
+        assert isinstance(node_executor([fusion], ros_context), MultiThreadedExecutor)
+        # nodes sharing a process share the multi-threaded executor, whatever one of them asks for
+        assert isinstance(node_executor([grounding, fusion], ros_context), MultiThreadedExecutor)
+    finally:
+        grounding.destroy_node()
+        fusion.destroy_node()

@@ -1,5 +1,5 @@
 """Run the perception graph: nodes in one process (MultiThreadedExecutor) or one child process per node (as
-`ros2 launch` starts it); clean stop on SIGINT / SIGTERM either way."""
+`ros2 launch` starts it; each with the executor its config names); clean stop on SIGINT / SIGTERM either way."""
 from __future__ import annotations
 
 import ctypes
@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import Executor, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -40,14 +40,14 @@ def run_nodes(factories: Sequence[NodeFactory], params_file: str | Path | None =
     configure_transport()
     context = Context()
     rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
-    # more threads than cores: light callbacks (TF, services) keep running while heavy ones wait on C code
-    executor = MultiThreadedExecutor(num_threads=max(EXECUTOR_THREADS, os.cpu_count() or 1), context=context)
     nodes: list[Node] = []
+    executor: Executor | None = None
     previous = _install_signal_handlers(stop)
     try:
         for factory in factories:
-            node = factory(context=context)
-            nodes.append(node)
+            nodes.append(factory(context=context))
+        executor = node_executor(nodes, context)
+        for node in nodes:
             executor.add_node(node)
         if ready is not None:
             ready.set()
@@ -55,13 +55,29 @@ def run_nodes(factories: Sequence[NodeFactory], params_file: str | Path | None =
             executor.spin_once(timeout_sec=0.1)
     finally:
         _restore_signal_handlers(previous)
-        executor.shutdown(timeout_sec=2.0)
+        if executor is not None:
+            executor.shutdown(timeout_sec=2.0)
         for node in nodes:
             _close(node)
             node.destroy_node()
         if context.ok():
             rclpy.shutdown(context=context)
     return 0
+
+
+def node_executor(nodes: Sequence[Node], context: Context) -> Executor:
+    """The executor for `nodes`: the one a node alone in its process asks for (`executor` in its config), else a
+    multi-threaded one with more threads than cores, so light callbacks (TF, services) keep running while heavy
+    ones wait on C code."""
+    wanted = {getattr(getattr(node, "config", None), "executor", "multi_threaded") for node in nodes}
+    if len(nodes) == 1 and wanted == {"events"}:
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:                    # rclpy before Jazzy
+            nodes[0].get_logger().warning("this rclpy has no EventsExecutor; using the multi-threaded one")
+        else:
+            return EventsExecutor(context=context)
+    return MultiThreadedExecutor(num_threads=max(EXECUTOR_THREADS, os.cpu_count() or 1), context=context)
 
 
 def _close(node: Node) -> None:

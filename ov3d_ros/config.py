@@ -181,6 +181,10 @@ class SegmentationNodeConfig(NodeConfig):
     threads: int = param(2, "torch CPU threads of the network.", 1, 256)
     network_nice: int = param(10, "Niceness of the network's threads (0 = as the node; higher = lower priority "
                                   "than sensor ingestion).", 0, 19)
+    network_sched_idle: bool = param(True, "Also run the network's threads under Linux's SCHED_IDLE policy: they "
+                                           "run only when no other thread wants a core (at niceness 10 alone the "
+                                           "network still took most of a core while the fusion node's threads "
+                                           "waited, and LiDAR scans were lost).")
     max_vocabulary_labels: int = param(1000, "Most labels /set_vocabulary accepts.", 1, 100000)
     max_label_chars: int = param(200, "Longest label entry /set_vocabulary accepts.", 1, 10000)
     snapshot_dir: str = param("", "Where the current vocabulary is kept across restarts (vocabulary.yaml); empty "

@@ -188,11 +188,15 @@ class SegmentationNode(Node):
 
     def _network_loop(self) -> None:
         """Thread 2: the network over stale tiles, one at a time, and the objects when they are due. It runs at a
-        lower CPU priority (`network_nice`; torch's worker threads, started from it, inherit it), so sensor
-        ingestion and the labels keep up when the machine is busy and the network takes what is left."""
+        lower CPU priority (`network_nice`, `network_sched_idle`; torch's worker threads, started from it, inherit
+        both), so sensor ingestion and the labels keep up when the machine is busy and the network takes what is
+        left."""
+        thread = threading.get_native_id()
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.config.network_nice)
-        except (OSError, AttributeError) as exc:
+            os.setpriority(os.PRIO_PROCESS, thread, self.config.network_nice)
+            if self.config.network_sched_idle:
+                os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+        except (OSError, AttributeError) as exc:        # AttributeError: not Linux
             self.get_logger().warning(f"network thread keeps its priority: {exc}")
         torch.set_num_threads(self.config.threads)
         while not self._stop.is_set():

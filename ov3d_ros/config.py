@@ -40,11 +40,11 @@ def section(cls: type, description: str) -> Any:
     return field(default_factory=cls, metadata={"description": description, "section": True})
 
 
-EXECUTORS = ("multi_threaded", "events")
+EXECUTORS = ("multi_threaded", "single_threaded", "events")
 EXECUTOR_HELP = ("How the node's callbacks are dispatched when it has a process of its own: 'multi_threaded' "
-                 "(rclpy's MultiThreadedExecutor: callback groups run in parallel) or 'events' (rclpy's "
-                 "EventsExecutor: one thread, waiting and dispatch in C++; multi_threaded where rclpy lacks it). "
-                 "Nodes that share a process share a multi-threaded executor.")
+                 "(rclpy's MultiThreadedExecutor: callback groups run in parallel), 'single_threaded' (one thread) "
+                 "or 'events' (rclpy's EventsExecutor: one thread, waiting and dispatch in C++; multi_threaded "
+                 "where rclpy lacks it). Nodes that share a process share a multi-threaded executor.")
 
 
 @dataclass
@@ -98,6 +98,8 @@ class FusionNodeConfig(NodeConfig):
                                   "tf2's message filter does; 0 = drop at once).", 0.0, 10.0)
     queue_depth: int = param(20, "Subscription queue depth for sensor topics (a burst waits instead of being "
                                  "overwritten).", 1, 1000)
+    executor: str = param("events", EXECUTOR_HELP + " 'events' here: the multi-threaded executor's own loop took "
+                                                    "most of a core and starved the LiDAR callback (scans lost).")
     keyframe_translation_m: float = param(0.05, "A reading is integrated when its sensor moved this far since its "
                                                 "last integrated reading (0 = every reading) ...", 0.0, 100.0)
     keyframe_rotation_deg: float = param(5.0, "... or turned this much ...", 0.0, 360.0)
@@ -219,8 +221,8 @@ class GroundingNodeConfig(NodeConfig):
     min_resemblance: float = param(0.01, "Without such an object, the query is still answered (with low scores) "
                                          "when an object's class distribution gives the target at least this "
                                          "much; else refused as nothing in the map resembling it.", 0.0, 1.0)
-    executor: str = param("events", EXECUTOR_HELP + " 'events' here: with the Python executor a request waited "
-                                                    "up to 250 ms for its callback on a busy machine.")
+    executor: str = param("events", EXECUTOR_HELP + " 'events' here: under the multi-threaded one a request "
+                                                    "waited up to 250 ms for its callback on a busy machine.")
     threads: int = param(1, "torch CPU threads that embed and rank a query. 1: on a machine the map keeps busy, a "
                             "second thread makes a query wait for a core (p99 571 ms against 124 ms with two "
                             "busy processes on 2 cores).", 1, 256)

@@ -67,6 +67,6 @@ def test_shipped_pipeline_config_loads_with_nested_sections(tmp_path):
 
 
 def test_a_node_names_a_known_executor():
-    assert GroundingNodeConfig().executor == "events" and FusionNodeConfig().executor == "multi_threaded"
-    with pytest.raises(ConfigError, match="executor must be one of multi_threaded, events"):
+    assert GroundingNodeConfig().executor == FusionNodeConfig().executor == "events"
+    with pytest.raises(ConfigError, match="executor must be one of multi_threaded, single_threaded, events"):
         GroundingNodeConfig(executor="async")

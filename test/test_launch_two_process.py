@@ -85,7 +85,7 @@ def test_a_node_process_that_dies_stops_the_graph(tmp_path):
 def test_a_node_alone_in_its_process_gets_the_executor_its_config_names(ros_context):
     from rclpy.executors import MultiThreadedExecutor
 
-    from ov3d_ros.config import FusionNodeConfig, GroundingNodeConfig
+    from ov3d_ros.config import GroundingNodeConfig, SegmentationNodeConfig
     from ov3d_ros.ros.launcher import node_executor
 
     def node(name: str, config: object):
@@ -93,15 +93,18 @@ def test_a_node_alone_in_its_process_gets_the_executor_its_config_names(ros_cont
         made.config = config
         return made
 
-    grounding, fusion = node("grounding", GroundingNodeConfig()), node("fusion", FusionNodeConfig())
+    grounding = node("grounding", GroundingNodeConfig())
+    segmentation = node("segmentation", SegmentationNodeConfig())
+    single = node("single", GroundingNodeConfig(executor="single_threaded"))
     try:
         assert type(node_executor([grounding], ros_context)).__name__ == "EventsExecutor"    # its default
-        assert isinstance(node_executor([fusion], ros_context), MultiThreadedExecutor)
+        assert isinstance(node_executor([segmentation], ros_context), MultiThreadedExecutor)
+        assert isinstance(node_executor([single], ros_context), SingleThreadedExecutor)
         # nodes sharing a process share the multi-threaded executor, whatever one of them asks for
-        assert isinstance(node_executor([grounding, fusion], ros_context), MultiThreadedExecutor)
+        assert isinstance(node_executor([grounding, segmentation], ros_context), MultiThreadedExecutor)
     finally:
-        grounding.destroy_node()
-        fusion.destroy_node()
+        for made in (grounding, segmentation, single):
+            made.destroy_node()
 
 
 def test_the_segmentation_network_runs_only_on_cores_nothing_else_wants(ros_context, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import Executor, MultiThreadedExecutor
+from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -70,6 +70,8 @@ def node_executor(nodes: Sequence[Node], context: Context) -> Executor:
     multi-threaded one with more threads than cores, so light callbacks (TF, services) keep running while heavy
     ones wait on C code."""
     wanted = {getattr(getattr(node, "config", None), "executor", "multi_threaded") for node in nodes}
+    if len(nodes) == 1 and wanted == {"single_threaded"}:
+        return SingleThreadedExecutor(context=context)
     if len(nodes) == 1 and wanted == {"events"}:
         try:
             from rclpy.experimental import EventsExecutor

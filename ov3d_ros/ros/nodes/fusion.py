@@ -85,7 +85,8 @@ class FusionNode(TfListenerMixin, Node):
         self._snapshot_version = 0
         if c.resume and self.snapshot_path.is_file():
             self._resume()
-        # RGB-D and LiDAR in their own groups: a slow depth frame never holds a LiDAR scan back
+        # RGB-D and LiDAR in their own groups: under a multi-threaded executor a slow depth frame never holds a
+        # LiDAR scan back (under the default events executor callbacks run one at a time; bursts wait in the queues)
         tf_group, sensor_group, lidar_group = (MutuallyExclusiveCallbackGroup() for _ in range(3))
         service_group = MutuallyExclusiveCallbackGroup()
         self.listen_to_tf(tf_group)

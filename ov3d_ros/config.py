@@ -186,7 +186,7 @@ class SegmentationNodeConfig(NodeConfig):
     network_sched_idle: bool = param(True, "Also run the network's threads under Linux's SCHED_IDLE policy: they "
                                            "run only when no other thread wants a core (at niceness 10 alone the "
                                            "network still took most of a core while the fusion node's threads "
-                                           "waited, and LiDAR scans were lost).")
+                                           "waited for one).")
     max_vocabulary_labels: int = param(1000, "Most labels /set_vocabulary accepts.", 1, 100000)
     max_label_chars: int = param(200, "Longest label entry /set_vocabulary accepts.", 1, 10000)
     snapshot_dir: str = param("", "Where the current vocabulary is kept across restarts (vocabulary.yaml); empty "

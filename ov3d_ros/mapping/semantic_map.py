@@ -72,7 +72,7 @@ class SemanticMapSettings:
                                    # clouds recall@0.25 84.5 / 84.0 / 80.7 % at 2 / 3 / 5 cm
     superpoint_voting: bool = True  # objects() also votes the voxels' labels inside the superpoints it computes
     superpoint_min_points: int = 4  # smaller superpoints of the objects' map merge into a neighbour: the default
-                                    # 20 is for clouds sampled every 1-2 cm; at 4-5 cm it is a bowl or a bottle
+                                    # 20 is for clouds sampled every 1-2 cm; at 3-5 cm it is a bowl or a bottle
 
     def __post_init__(self) -> None:
         if min(self.block_m, self.tile_m, self.temperature, self.reproject_m) <= 0 or \

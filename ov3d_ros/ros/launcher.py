@@ -69,10 +69,11 @@ def node_executor(nodes: Sequence[Node], context: Context) -> Executor:
     """The executor for `nodes`: the one a node alone in its process asks for (`executor` in its config), else a
     multi-threaded one with more threads than cores, so light callbacks (TF, services) keep running while heavy
     ones wait on C code."""
-    wanted = {getattr(getattr(node, "config", None), "executor", "multi_threaded") for node in nodes}
-    if len(nodes) == 1 and wanted == {"single_threaded"}:
+    wanted = getattr(getattr(nodes[0], "config", None), "executor", "multi_threaded") if len(nodes) == 1 \
+        else "multi_threaded"
+    if wanted == "single_threaded":
         return SingleThreadedExecutor(context=context)
-    if len(nodes) == 1 and wanted == {"events"}:
+    if wanted == "events":
         try:
             from rclpy.experimental import EventsExecutor
         except ImportError:                    # rclpy before Jazzy

@@ -74,6 +74,7 @@ def test_replay_gives_a_labelled_map_and_a_grounding_answer(scene, tmp_path):
     assert planner["dropped"] == 0 and planner["call_hz"] == 2.0 and "latency_ms" in planner
     recall = report["grounding"]["proposal_recall"]
     assert 0 < recall["online"]["recall@0.25"] <= 1 and 0 < recall["offline"]["recall@0.25"] <= 1
+    assert set(recall["missed_online"]) == {"unseen", "mislabelled", "split_or_merged"}
     student = offline_student(dataset, "default", load_perception_config(config).segmentation_node.language)
     assert proposal_recalls(dataset, scene_id, list(truth.values()), *student)["online"] == \
         {"recall@0.25": 1.0, "recall@0.5": 1.0}                      # the true boxes recall every target

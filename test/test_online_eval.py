@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from ov3d_ros.evaluation.online import LabelledMap, answer_box, transfer_labels
+from ov3d_ros.data.openscene import SceneCloud
+from ov3d_ros.evaluation.online import LabelledMap, answer_box, miss_reasons, transfer_labels
 
 
 def test_labels_transfer_by_nearest_map_point_within_reach():
@@ -17,6 +18,19 @@ def test_labels_transfer_by_nearest_map_point_within_reach():
     assert list(transfer_labels(labelled, points, ["table"])) == [-1, -1, -1]        # names not in the classes
     empty = LabelledMap(np.zeros((0, 3)), np.zeros(0, np.int64), np.zeros((0, 3), np.uint8), ())
     assert list(transfer_labels(empty, points, ["lamp"])) == [-1, -1, -1]
+
+
+def test_a_missed_object_is_unseen_mislabelled_or_split():
+    # three mugs (class 1) of 10 points each on a line; the online map saw the first two
+    coords = np.stack([np.arange(30) * 0.01 + np.repeat([0.0, 1.0, 2.0], 10), np.zeros(30), np.zeros(30)], axis=1)
+    cloud = SceneCloud("s", coords, np.zeros((30, 3), np.uint8), np.ones(30, np.int64), np.repeat([0, 1, 2], 10))
+    seen = coords[:20]
+    labelled = LabelledMap(seen, np.r_[np.zeros(10, np.int64), np.ones(10, np.int64)],
+                           np.zeros((20, 3), np.uint8), ("counter", "mug"))
+    classes = ["counter", "mug"]
+    assert miss_reasons(cloud, [0], labelled, classes) == {"unseen": 0, "mislabelled": 1, "split_or_merged": 0}
+    assert miss_reasons(cloud, [1], labelled, classes) == {"unseen": 0, "mislabelled": 0, "split_or_merged": 1}
+    assert miss_reasons(cloud, [2, 0], labelled, classes) == {"unseen": 1, "mislabelled": 1, "split_or_merged": 0}
 
 
 def test_answer_box_takes_the_yaw_of_the_pose():

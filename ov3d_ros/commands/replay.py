@@ -53,7 +53,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"{service['p50']:.1f} ms, p99 {service['p99']:.1f} ms",
         _while_updating(ground["while_updating"]),
         "proposal recall@0.25 of the described objects online {:.1f} % vs offline {:.1f} %".format(
-            *(100 * ground["proposal_recall"][where]["recall@0.25"] for where in ("online", "offline"))),
+            *(100 * ground["proposal_recall"][where]["recall@0.25"] for where in ("online", "offline")))
+        + "; of the objects found offline, online missed: "
+        + ", ".join(f"{reason} {count}" for reason, count in ground["proposal_recall"]["missed_online"].items()),
         f"answers right {100 * answers['precision_answered']:.1f} % of the time; "
         + ", ".join(f"{kind} {count}" for kind, count in answers["kinds"].items()),
     ]

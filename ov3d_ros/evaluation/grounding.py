@@ -63,9 +63,14 @@ def truth_overlap(truth: Sequence[OrientedBox], proposals: Sequence[OrientedBox]
         np.zeros((len(truth), len(proposals)))
 
 
+def best_overlap(overlap: np.ndarray) -> np.ndarray:
+    """(T,) each ground-truth box's best IoU in a `truth_overlap` matrix (0 without proposals)."""
+    return overlap.max(axis=1) if overlap.shape[1] else np.zeros(len(overlap))
+
+
 def recall_from_overlap(overlap: np.ndarray, thresholds: Iterable[float] = THRESHOLDS) -> dict[str, float]:
     """`proposal_recall` from a `truth_overlap` matrix."""
-    best = overlap.max(axis=1) if overlap.shape[1] else np.zeros(len(overlap))
+    best = best_overlap(overlap)
     return {f"recall@{t}": float((best >= t).mean()) if len(overlap) else float("nan") for t in thresholds}
 
 

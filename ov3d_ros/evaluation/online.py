@@ -17,8 +17,8 @@ from ov3d_ros.config import LanguageConfig
 from ov3d_ros.data.dataset import Dataset
 from ov3d_ros.data.openscene import SceneCloud
 from ov3d_ros.data.scanrefer import ReferringExpression, read_scanrefer
-from ov3d_ros.evaluation.grounding import (GroundingCase, instance_boxes, labelled_objects, recall_from_overlap,
-                                           score_case, truth_overlap)
+from ov3d_ros.evaluation.grounding import (GroundingCase, best_overlap, instance_boxes, instance_classes,
+                                           labelled_objects, recall_from_overlap, score_case, truth_overlap)
 from ov3d_ros.evaluation.metrics import ConfusionAccumulator, SegmentationScores, segmentation_scores
 from ov3d_ros.evaluation.segmentation import FeatureSource, checkpoint_source, dataset_vocabulary, evaluate_features
 from ov3d_ros.geometry.boxes import OrientedBox
@@ -82,16 +82,47 @@ def offline_scores(dataset: Dataset, scene: str, source: FeatureSource, space: V
 
 
 def proposal_recalls(dataset: Dataset, scene: str, online: Sequence[OrientedBox], source: FeatureSource,
-                     space: Vocabulary) -> dict[str, dict[str, float]]:
+                     space: Vocabulary, labelled: LabelledMap | None = None) -> dict[str, Any]:
     """Recall of the scene's described targets (one per description, as `ov3d eval ground` counts them) by the
-    `online` objects' boxes, and by the objects of an `offline_student` on the scene's own cloud."""
+    `online` objects' boxes, and by the objects of an `offline_student` on the scene's own cloud. With the online
+    `labelled` map, also why the online objects missed the targets the offline ones found (`missed_online`)."""
     cloud = dataset.scene_cloud(scene)
     truth = instance_boxes(cloud)
-    targets = [truth[e.object_id] for e in scene_descriptions(dataset, scene) if e.object_id in truth]
+    ids = [e.object_id for e in scene_descriptions(dataset, scene) if e.object_id in truth]
+    targets = [truth[i] for i in ids]
     superpoints = SuperpointCache.of_dataset(dataset.root).get(scene, cloud.coords, cloud.colors)
     offline = labelled_objects(scene, cloud, source, space, superpoints).boxes
-    return {"online": recall_from_overlap(truth_overlap(targets, list(online))),
-            "offline": recall_from_overlap(truth_overlap(targets, offline))}
+    online_overlap, offline_overlap = truth_overlap(targets, list(online)), truth_overlap(targets, offline)
+    recalls: dict[str, Any] = {"online": recall_from_overlap(online_overlap),
+                               "offline": recall_from_overlap(offline_overlap)}
+    if labelled is not None:
+        found = {i for i, on, off in zip(ids, best_overlap(online_overlap), best_overlap(offline_overlap))
+                 if on < MISS_IOU <= off}
+        recalls["missed_online"] = miss_reasons(cloud, sorted(found), labelled, dataset.classes)
+    return recalls
+
+
+MISS_IOU = 0.25          # a target is missed when no object's box overlaps its box this much
+MISS_REASONS = ("unseen", "mislabelled", "split_or_merged")
+
+
+def miss_reasons(cloud: SceneCloud, instances: Sequence[int], labelled: LabelledMap,
+                 classes: Sequence[str]) -> dict[str, int]:
+    """How many of the ground-truth `instances` the online map did not see (fewer than half of their points near a
+    map point), mislabelled (most of the seen points carry another class) or labelled right but split or merged
+    into boxes that miss theirs."""
+    truth_class = instance_classes(cloud)
+    reasons = dict.fromkeys(MISS_REASONS, 0)
+    for instance in instances:
+        predicted = transfer_labels(labelled, cloud.coords[cloud.instance_labels == instance], classes)
+        seen = predicted[predicted >= 0]
+        if len(seen) < 0.5 * len(predicted):
+            reasons["unseen"] += 1
+        elif (seen == truth_class.get(instance, -1)).mean() < 0.5:
+            reasons["mislabelled"] += 1
+        else:
+            reasons["split_or_merged"] += 1
+    return reasons
 
 
 def answer_box(position: Sequence[float], orientation_xyzw: Sequence[float], size: Sequence[float]) -> OrientedBox:

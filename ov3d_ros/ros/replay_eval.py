@@ -185,7 +185,8 @@ def run_replay_evaluation(client: GraphClient, bag: Path, dataset: Dataset, scen
     offline = offline_scores(dataset, scene, student, space)
     responses, latencies = ground_all(client, [e.description for e in expressions], progress)
     objects = client.objects()
-    recall = proposal_recalls(dataset, scene, objects.objects.boxes if objects is not None else [], student, space)
+    recall = proposal_recalls(dataset, scene, objects.objects.boxes if objects is not None else [], student, space,
+                              labelled)
     cases = grounding_cases(dataset, scene, expressions, [top_box(r) for r in responses])
     online_summary, offline_summary = segmentation_summary(online), segmentation_summary(offline)
     report = {

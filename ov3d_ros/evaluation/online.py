@@ -81,6 +81,10 @@ def offline_scores(dataset: Dataset, scene: str, source: FeatureSource, space: V
     return evaluate_features(dataset, [scene], source, space, progress=False).scores
 
 
+MISS_IOU = 0.25          # a target is missed when no object's box overlaps its box this much
+MISS_REASONS = ("unseen", "mislabelled", "split_or_merged")
+
+
 def proposal_recalls(dataset: Dataset, scene: str, online: Sequence[OrientedBox], source: FeatureSource,
                      space: Vocabulary, labelled: LabelledMap | None = None) -> dict[str, Any]:
     """Recall of the scene's described targets (one per description, as `ov3d eval ground` counts them) by the
@@ -100,10 +104,6 @@ def proposal_recalls(dataset: Dataset, scene: str, online: Sequence[OrientedBox]
                  if on < MISS_IOU <= off}
         recalls["missed_online"] = miss_reasons(cloud, sorted(found), labelled, dataset.classes)
     return recalls
-
-
-MISS_IOU = 0.25          # a target is missed when no object's box overlaps its box this much
-MISS_REASONS = ("unseen", "mislabelled", "split_or_merged")
 
 
 def miss_reasons(cloud: SceneCloud, instances: Sequence[int], labelled: LabelledMap,

@@ -113,8 +113,11 @@ def miss_reasons(cloud: SceneCloud, instances: Sequence[int], labelled: Labelled
     into boxes that miss theirs."""
     truth_class = instance_classes(cloud)
     reasons = dict.fromkeys(MISS_REASONS, 0)
+    members = np.isin(cloud.instance_labels, instances)
+    owner = cloud.instance_labels[members]
+    transferred = transfer_labels(labelled, cloud.coords[members], classes)     # one search of the map for all
     for instance in instances:
-        predicted = transfer_labels(labelled, cloud.coords[cloud.instance_labels == instance], classes)
+        predicted = transferred[owner == instance]
         seen = predicted[predicted >= 0]
         if len(seen) < 0.5 * len(predicted):
             reasons["unseen"] += 1

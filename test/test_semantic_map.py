@@ -310,12 +310,12 @@ def test_objects_vote_the_labels_of_isolated_voxels_inside_their_superpoint(stud
         assert 0 < np.mean(labels[floor_voxels] == 2) < 0.2 and semantic.version == version
 
 
-def test_objects_reuse_superpoints_until_the_map_changes(student, monkeypatch):
-    import ov3d_ros.mapping.semantic_map as semantic_map_module
+def test_objects_recompute_superpoints_only_where_the_map_changed(student, monkeypatch):
+    import ov3d_ros.mapping.superpoints as superpoints_module
     calls = []
-    real = semantic_map_module.compute_superpoints
-    monkeypatch.setattr(semantic_map_module, "compute_superpoints", lambda xyz, rgb, params, **kwargs:
-                        calls.append(len(xyz)) or real(xyz, rgb, params, **kwargs))
+    real = superpoints_module.compute_superpoints
+    monkeypatch.setattr(superpoints_module, "compute_superpoints", lambda xyz, rgb, params, *args:
+                        calls.append(len(xyz)) or real(xyz, rgb, params, *args))
     xyz, rgb = room(2)
     semantic = SemanticMap(student, vocabulary())
     semantic.update(xyz, rgb)
@@ -323,10 +323,17 @@ def test_objects_reuse_superpoints_until_the_map_changes(student, monkeypatch):
     first, _ = semantic.objects()
     again, _ = semantic.objects()                                   # same points: the superpoints are reused
     assert len(calls) == 1 and np.allclose(first.centres, again.centres)
+    corner = (xyz[:, 0] < 0.5) & (xyz[:, 1] < 0.5)
+    repainted = rgb.copy()
+    repainted[corner] = 255 - repainted[corner]
+    semantic.update(xyz, repainted)                                 # a corner repainted: only its superpoints
+    settle(semantic)
+    semantic.objects()
+    assert len(calls) == 2 and 0 < calls[1] < calls[0] / 4
     semantic.update(xyz[: len(xyz) // 2], rgb[: len(xyz) // 2])     # half the room left: computed anew
     settle(semantic)
     semantic.objects()
-    assert len(calls) == 2 and calls[1] < calls[0]
+    assert len(calls) == 3 and calls[2] < calls[0]
 
 
 @pytest.mark.parametrize("min_points, kept", [(4, True), (20, False)])

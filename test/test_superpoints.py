@@ -9,8 +9,9 @@ import pytest
 import ov3d_ros.mapping.superpoints as superpoints_module
 from ov3d_ros.config import SynthConfig
 from ov3d_ros.data.synthetic.world import render_scene
-from ov3d_ros.mapping.superpoints import (SuperpointCache, SuperpointParams, compute_superpoints, estimate_normals,
-                                          superpoint_labels, superpoint_purity)
+from ov3d_ros.geometry.voxels import pack_coords, voxel_coords
+from ov3d_ros.mapping.superpoints import (SuperpointCache, SuperpointParams, SuperpointTracker, compute_superpoints,
+                                          estimate_normals, superpoint_labels, superpoint_purity)
 
 SMALL = SynthConfig(frames=4, width=160, height=120, point_spacing_m=0.03, lidar=False, bag=False,
                     descriptions_per_object=0)
@@ -131,6 +132,44 @@ def test_labels_voted_in_superpoints_match_a_hand_computation():
         superpoint_labels(scores, ids, temperature=0.0)
     with pytest.raises(ValueError, match="superpoint ids"):
         superpoint_labels(scores, ids[:3], temperature=1.0)
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    return len(np.unique(np.stack([a, b], axis=1), axis=0)) == len(np.unique(a)) == len(np.unique(b))
+
+
+def test_tracker_recomputes_only_the_superpoints_where_the_map_changed(rooms):
+    points = rooms[0]
+    keys, first = np.unique(pack_coords(voxel_coords(points.xyz, 0.03)), return_index=True)
+    xyz, rgb, labels = points.xyz[first].astype(np.float64), points.rgb[first], points.labels[first]
+    params = SuperpointParams(min_points=4)
+    tracker = SuperpointTracker(params, move_m=0.0075, colour_levels=12.0, region_m=0.4)
+    start = tracker.update(keys, xyz, rgb)
+    assert tracker.recomputed == len(keys) and _same_partition(start, compute_superpoints(xyz, rgb, params))
+
+    np.testing.assert_array_equal(tracker.update(keys, xyz + 0.002, rgb), start)
+    assert tracker.recomputed == 0, "moves under move_m keep every superpoint"
+
+    corner = xyz[:, 0] < xyz[:, 0].min() + 0.5
+    repainted = rgb.copy()
+    repainted[corner] = 255 - repainted[corner]
+    ids = tracker.update(keys, xyz, repainted)
+    assert corner.sum() <= tracker.recomputed < 0.5 * len(keys)
+    far = xyz[:, 0] > xyz[:, 0].min() + 1.5
+    assert far.sum() > 0.3 * len(keys) and _same_partition(ids[far], start[far])
+    assert (np.bincount(ids) > 0).all() and superpoint_purity(ids, labels) >= 0.9
+
+    kept = ~corner
+    ids = tracker.update(keys[kept], xyz[kept], repainted[kept])
+    assert 0 < tracker.recomputed < 0.5 * kept.sum(), "cells beside removed ones are redone, the rest kept"
+    assert _same_partition(ids[far[kept]], start[far])
+
+    moved = xyz[kept] + 0.05
+    ids = tracker.update(keys[kept], moved, rgb[kept])
+    assert tracker.recomputed == kept.sum(), "a change of most of the map recomputes all of it"
+    assert _same_partition(ids, compute_superpoints(moved, rgb[kept], params))
+    with pytest.raises(ValueError, match="keys"):
+        tracker.update(keys[:3], xyz[:2], rgb[:2])
 
 
 def test_cache_hit_does_not_recompute_and_a_corrupt_file_is_replaced(rooms, tmp_path, monkeypatch):

@@ -24,6 +24,8 @@ every voxel from the stored features without running the network. `objects` turn
 objects the grounding engine answers from, with instance ids kept across refreshes where an object persists, and
 (with `superpoint_voting`) votes every voxel's label inside the superpoints it computes for them
 (`superpoint_labels`): depth noise flips single voxels of a surface, and the vote gives them the patch's label.
+Superpoints are kept across refreshes and recomputed only where the map changed since (`SuperpointTracker`), so
+the refresh after the sensors stop costs what the last seconds changed, not the whole room.
 """
 from __future__ import annotations
 
@@ -42,12 +44,13 @@ from ov3d_ros.geometry.voxels import grid_offset, pack_coords, unpack_keys, voxe
 from ov3d_ros.grounding.objects import SceneObjects, map_objects
 from ov3d_ros.models.inputs import floor_height
 from ov3d_ros.language.vocabulary import Vocabulary
-from ov3d_ros.mapping.superpoints import SuperpointParams, compute_superpoints, superpoint_labels
+from ov3d_ros.mapping.superpoints import SuperpointParams, SuperpointTracker, superpoint_labels
 from ov3d_ros.mapping.surface import project_to_surfaces
 from ov3d_ros.models.student import Student
 
 warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)   # used as documented
 LABEL_CHUNK = 65536          # voxels labelled per matrix product (bounds the (chunk, C) logits)
+SUPERPOINT_MOVE_SHARE = 0.25  # an objects cell whose mean moved this share of the cell has its superpoint redone
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,10 @@ class SemanticMap:
         self.voxel_size = float(student.config.voxel_size)
         self.version = 0                                 # bumped by every change of features or labels
         self.objects_version = -1                        # the version the last objects() result describes
-        self._superpoint_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None   # (xyz, rgb, ids)
+        self._superpoints = SuperpointTracker(SuperpointParams(min_points=settings.superpoint_min_points),
+                                              move_m=settings.objects_voxel_m * SUPERPOINT_MOVE_SHARE,
+                                              colour_levels=settings.colour_tolerance,
+                                              region_m=SuperpointParams().seed_resolution_m)
         self._lock = threading.RLock()
         self._inputs = _NetworkInputs.empty()           # the points the network sees, grouped by voxel
         self._updates = 0                               # counts update calls (projections know which they saw)
@@ -411,13 +417,14 @@ class SemanticMap:
             self.objects_version = version
             return SceneObjects.empty(len(space.labels), features.shape[1]), np.zeros(0, np.int64)
         with self.times.measure("objects.downsample"):
-            xyz, rgb, weights, cell, inverse = _objects_cells(positions, inputs, self.settings.objects_voxel_m)
+            cell_keys, xyz, rgb, weights, cell, inverse = _objects_cells(positions, inputs,
+                                                                         self.settings.objects_voxel_m)
         with self.times.measure("objects.features"):
             unit = _unit_sums(inverse, inputs.voxel, len(xyz), torch.from_numpy(features).float())
             class_scores = np.concatenate([space.logits(unit[i:i + LABEL_CHUNK]).numpy()
                                            for i in range(0, len(unit), LABEL_CHUNK)])
         with self.times.measure("objects.superpoints"):
-            superpoints = self._superpoints_of(xyz, rgb, torch.get_num_threads())
+            superpoints = self._superpoints.update(cell_keys, xyz, rgb, torch.get_num_threads())
         with self.times.measure("objects.instances"):
             objects = map_objects(xyz, rgb, unit.numpy(), np.ones(len(xyz), bool), class_scores, superpoints,
                                   weights)
@@ -429,17 +436,6 @@ class SemanticMap:
         ids = self._instance_ids(objects)
         self._previous_objects = (objects, ids)
         return objects, ids
-
-    def _superpoints_of(self, xyz: np.ndarray, rgb: np.ndarray, workers: int) -> np.ndarray:
-        """The superpoints of the downsampled map, reused while its points and colours are unchanged (the last
-        passes after the sensors stop only see new features, and superpoints are half of a pass)."""
-        cached = self._superpoint_cache
-        if cached is not None and np.array_equal(cached[0], xyz) and np.array_equal(cached[1], rgb):
-            return cached[2]
-        superpoints = compute_superpoints(xyz, rgb, SuperpointParams(min_points=self.settings.superpoint_min_points),
-                                          workers=workers)
-        self._superpoint_cache = (xyz, rgb, superpoints)
-        return superpoints
 
     def _set_voted_labels(self, keys: np.ndarray, labels: np.ndarray, scores: np.ndarray, vocabulary: int,
                           version: int) -> int:
@@ -587,13 +583,15 @@ def _tile_around(blocks: np.ndarray, centre: int, width: int) -> np.ndarray:
 
 
 def _objects_cells(positions: np.ndarray, inputs: _NetworkInputs, cell_m: float
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The network's input points at `positions` (their surfaces where projected) in `cell_m` cells: each cell's
-    mean position and colour, its point count, the cell of each voxel (its first point's) and of each point."""
-    _, inverse, counts = np.unique(pack_coords(voxel_coords(positions, cell_m)), return_inverse=True,
+    packed key (sorted), mean position and colour, its point count, the cell of each voxel (its first point's) and
+    of each point."""
+    keys, inverse, counts = np.unique(pack_coords(voxel_coords(positions, cell_m)), return_inverse=True,
                                    return_counts=True)
     inverse = inverse.reshape(-1)
     cells = len(counts)
     mean_xyz = np.stack([np.bincount(inverse, positions[:, i], cells) for i in range(3)], axis=1) / counts[:, None]
     mean_rgb = np.stack([np.bincount(inverse, inputs.rgb[:, i], cells) for i in range(3)], axis=1) / counts[:, None]
-    return mean_xyz, np.rint(mean_rgb).astype(np.uint8), counts.astype(np.float64), inverse[inputs.first], inverse
+    return keys, mean_xyz, np.rint(mean_rgb).astype(np.uint8), counts.astype(np.float64), inverse[inputs.first], \
+        inverse

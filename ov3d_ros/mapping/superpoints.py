@@ -284,6 +284,70 @@ def compute_superpoints(xyz: np.ndarray, rgb: np.ndarray, params: SuperpointPara
     return ids
 
 
+class SuperpointTracker:
+    """Superpoints of a map that keeps changing, recomputed only where it changed.
+
+    Each `update` takes the map's cells (packed keys, positions, colours) as they are now. A cell changed when it is
+    new, moved more than `move_m` or took a colour more than `colour_levels` away since its superpoint was computed;
+    a cell beside a removed one counts as changed too. The superpoints that hold a changed cell, or a cell in the
+    same `region_m` block as one, are recomputed together from those cells; every other cell keeps its superpoint.
+    When more than `full_share` of the cells would be recomputed, all are (so the cuts between recomputed and kept
+    superpoints never pile up over a growing map). A segmentation pass after the sensors stop then costs what changed
+    in the last seconds, not the whole room."""
+
+    def __init__(self, params: SuperpointParams, move_m: float, colour_levels: float, region_m: float,
+                 full_share: float = 0.5) -> None:
+        if min(move_m, colour_levels, region_m) <= 0 or not 0 <= full_share <= 1:
+            raise ValueError("move_m, colour_levels and region_m must be positive, full_share in [0, 1]")
+        self.params, self.move_m, self.colour_levels = params, move_m, colour_levels
+        self.region_m, self.full_share = region_m, full_share
+        self.recomputed = 0            # cells the last update recomputed
+        self._keys = np.empty(0, np.int64)
+        self._xyz = np.empty((0, 3), np.float64)      # each cell as its superpoint saw it
+        self._rgb = np.empty((0, 3), np.float64)
+        self._ids = np.empty(0, np.int64)
+
+    def update(self, keys: np.ndarray, xyz: np.ndarray, rgb: np.ndarray, workers: int = 1) -> np.ndarray:
+        """(N,) superpoint ids 0..S-1 of the cells `keys` (N,) sorted packed keys, at `xyz` (N, 3) with `rgb`
+        (N, 3)."""
+        keys = np.asarray(keys, np.int64).reshape(-1)
+        xyz, colours = _check_cloud(xyz, rgb)
+        if len(keys) != len(xyz):
+            raise ValueError(f"{len(keys)} keys for {len(xyz)} cells")
+        xyz, rgb = np.asarray(xyz, np.float64), np.asarray(colours, np.float64)
+        redo, old = self._to_recompute(keys, xyz, rgb)
+        if redo.sum() > self.full_share * len(keys):
+            redo[:] = True
+        ids = np.empty(len(keys), np.int64)
+        kept = ~redo
+        ids[kept] = self._ids[old[kept]]
+        if redo.any():
+            ids[redo] = compute_superpoints(xyz[redo], colours[redo], self.params, workers) + \
+                int(ids[kept].max(initial=-1)) + 1
+        _, ids = np.unique(ids, return_inverse=True)
+        ids = ids.reshape(-1)
+        self._xyz = np.where(redo[:, None], xyz, self._xyz[old] if len(self._xyz) else xyz)
+        self._rgb = np.where(redo[:, None], rgb, self._rgb[old] if len(self._rgb) else rgb)
+        self._keys, self._ids, self.recomputed = keys, ids, int(redo.sum())
+        return ids
+
+    def _to_recompute(self, keys: np.ndarray, xyz: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which cells to recompute, and each cell's index in the last update (valid where it is kept)."""
+        if not len(self._keys):
+            return np.ones(len(keys), bool), np.zeros(len(keys), np.int64)
+        old = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        found = self._keys[old] == keys
+        changed = ~found | (np.linalg.norm(xyz - self._xyz[old], axis=1) > self.move_m) | \
+            (np.linalg.norm(rgb - self._rgb[old], axis=1) > self.colour_levels)
+        removed = ~np.isin(self._keys, keys, assume_unique=True)
+        seeds = np.concatenate([xyz[changed], self._xyz[removed]])
+        block = pack_coords(voxel_coords(xyz, self.region_m))
+        redo = changed | np.isin(block, pack_coords(voxel_coords(seeds, self.region_m)))
+        previous = np.where(found, self._ids[old], -1)
+        touched = np.unique(previous[redo & found])
+        return redo | (found & np.isin(previous, touched)), old
+
+
 def superpoint_purity(superpoints: np.ndarray, labels: np.ndarray, ignore_label: int = 255) -> float:
     """Share of the labelled points whose superpoint's majority label is their own label (NaN if none labelled).
 

@@ -143,7 +143,7 @@ def test_tracker_recomputes_only_the_superpoints_where_the_map_changed(rooms):
     keys, first = np.unique(pack_coords(voxel_coords(points.xyz, 0.03)), return_index=True)
     xyz, rgb, labels = points.xyz[first].astype(np.float64), points.rgb[first], points.labels[first]
     params = SuperpointParams(min_points=4)
-    tracker = SuperpointTracker(params, move_m=0.0075, colour_levels=12.0, region_m=0.4)
+    tracker = SuperpointTracker(params, move_m=0.0075, colour_levels=12.0)
     start = tracker.update(keys, xyz, rgb)
     assert tracker.recomputed == len(keys) and _same_partition(start, compute_superpoints(xyz, rgb, params))
 

@@ -154,8 +154,7 @@ class SemanticMap:
         self.objects_version = -1                        # the version the last objects() result describes
         self._superpoints = SuperpointTracker(SuperpointParams(min_points=settings.superpoint_min_points),
                                               move_m=settings.objects_voxel_m * SUPERPOINT_MOVE_SHARE,
-                                              colour_levels=settings.colour_tolerance,
-                                              region_m=SuperpointParams().seed_resolution_m)
+                                              colour_levels=settings.colour_tolerance)
         self._lock = threading.RLock()
         self._inputs = _NetworkInputs.empty()           # the points the network sees, grouped by voxel
         self._updates = 0                               # counts update calls (projections know which they saw)

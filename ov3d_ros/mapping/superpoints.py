@@ -28,7 +28,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from ov3d_ros.files import atomic_path
-from ov3d_ros.geometry.voxels import pack_coords, voxel_coords
+from ov3d_ros.geometry.voxels import pack_coords, unpack_keys, voxel_coords
 
 ALGORITHM_VERSION = 1   # part of the cache key: bump when compute_superpoints changes its output
 _LOCALITY_CELL_M = 0.05   # points are processed sorted by voxel of this size: neighbours stay close in memory
@@ -288,19 +288,18 @@ class SuperpointTracker:
     """Superpoints of a map that keeps changing, recomputed only where it changed.
 
     Each `update` takes the map's cells (packed keys, positions, colours) as they are now. A cell changed when it is
-    new, moved more than `move_m` or took a colour more than `colour_levels` away since its superpoint was computed;
-    a cell beside a removed one counts as changed too. The superpoints that hold a changed cell, or a cell in the
-    same `region_m` block as one, are recomputed together from those cells; every other cell keeps its superpoint.
-    When more than `full_share` of the cells would be recomputed, all are (so the cuts between recomputed and kept
-    superpoints never pile up over a growing map). A segmentation pass after the sensors stop then costs what changed
-    in the last seconds, not the whole room."""
+    new, moved more than `move_m` or took a colour more than `colour_levels` away since its superpoint was computed.
+    The superpoints that hold a changed cell, lost one or touch a new one are recomputed together from their cells
+    and the new ones;
+    every other cell keeps its superpoint (superpoints are pieces at most a seed resolution across, so what is redone
+    stays near the change). When more than `full_share` of the cells would be recomputed, all are, so the cuts
+    between recomputed and kept superpoints never pile up over a growing map. A segmentation pass after the sensors
+    stop then costs what changed in the last seconds, not the whole room."""
 
-    def __init__(self, params: SuperpointParams, move_m: float, colour_levels: float, region_m: float,
-                 full_share: float = 0.5) -> None:
-        if min(move_m, colour_levels, region_m) <= 0 or not 0 <= full_share <= 1:
-            raise ValueError("move_m, colour_levels and region_m must be positive, full_share in [0, 1]")
-        self.params, self.move_m, self.colour_levels = params, move_m, colour_levels
-        self.region_m, self.full_share = region_m, full_share
+    def __init__(self, params: SuperpointParams, move_m: float, colour_levels: float, full_share: float = 0.5) -> None:
+        if min(move_m, colour_levels) <= 0 or not 0 <= full_share <= 1:
+            raise ValueError("move_m and colour_levels must be positive, full_share in [0, 1]")
+        self.params, self.move_m, self.colour_levels, self.full_share = params, move_m, colour_levels, full_share
         self.recomputed = 0            # cells the last update recomputed
         self._keys = np.empty(0, np.int64)
         self._xyz = np.empty((0, 3), np.float64)      # each cell as its superpoint saw it
@@ -340,12 +339,18 @@ class SuperpointTracker:
         changed = ~found | (np.linalg.norm(xyz - self._xyz[old], axis=1) > self.move_m) | \
             (np.linalg.norm(rgb - self._rgb[old], axis=1) > self.colour_levels)
         removed = ~np.isin(self._keys, keys, assume_unique=True)
-        seeds = np.concatenate([xyz[changed], self._xyz[removed]])
-        block = pack_coords(voxel_coords(xyz, self.region_m))
-        redo = changed | np.isin(block, pack_coords(voxel_coords(seeds, self.region_m)))
         previous = np.where(found, self._ids[old], -1)
-        touched = np.unique(previous[redo & found])
-        return redo | (found & np.isin(previous, touched)), old
+        touched = np.unique(np.concatenate([previous[changed & found], self._ids[removed],
+                                            self._ids_beside(keys[~found])]))
+        return changed | (found & np.isin(previous, touched)), old
+
+    def _ids_beside(self, keys: np.ndarray) -> np.ndarray:
+        """The superpoints of the last update's cells among the 26 neighbours of the cells `keys` (so a new cell
+        can join the patch it extends)."""
+        steps = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
+        around = np.unique(pack_coords((unpack_keys(keys)[:, None, :] + steps[None]).reshape(-1, 3)))
+        position = np.minimum(np.searchsorted(self._keys, around), len(self._keys) - 1)
+        return self._ids[position[self._keys[position] == around]]
 
 
 def superpoint_purity(superpoints: np.ndarray, labels: np.ndarray, ignore_label: int = 255) -> float:

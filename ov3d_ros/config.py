@@ -173,17 +173,17 @@ class SegmentationNodeConfig(NodeConfig):
     tile_m: float = param(12.0, "Largest extent of the cells of one network pass: a cube holding the most changed "
                                 "cell (bounds its memory with margin_m; 12 m: a room of up to 12 m in one pass).",
                           0.05, 1000.0)
-    objects_period_s: float = param(3.0, "Least seconds between two refreshes of the instances while the "
-                                         "network is behind the map, and at least three times the last pass's own time "
-                                         "(once it has caught up they refresh at once).",
+    objects_period_s: float = param(3.0, "Least seconds between the starts of two refreshes of the instances "
+                                         "while the network is behind the map (once it has caught up they refresh at "
+                                         "once, and a refresh still running on a map it overtook stops).",
                                     0.0, 3600.0)
     superpoint_voting: bool = param(True, "Label each voxel by the vote of its superpoint (the class distribution "
                                           "summed over the patch) at every refresh of the instances, not by its "
                                           "own feature alone.")
     threads: int = param(2, "torch CPU threads of the network.", 1, 256)
-    network_nice: int = param(10, "Niceness of the network's threads (0 = as the node; higher = lower priority "
-                                  "than sensor ingestion).", 0, 19)
-    network_sched_idle: bool = param(True, "Also run the network's threads under Linux's SCHED_IDLE policy: they "
+    network_nice: int = param(10, "Niceness of the network and objects threads (0 = as the node; higher = lower "
+                                  "priority than sensor ingestion).", 0, 19)
+    network_sched_idle: bool = param(True, "Also run the network and objects threads under Linux's SCHED_IDLE policy: they "
                                            "run only when no other thread wants a core (at niceness 10 alone the "
                                            "network still took most of a core while the fusion node's threads "
                                            "waited for one).")

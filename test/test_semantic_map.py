@@ -236,6 +236,31 @@ def test_objects_keep_their_instance_ids(student):
     assert objects.counts.sum() <= len(xyz) and objects.features.shape[1] == TINY_TEXT_DIM
 
 
+def test_blocks_being_computed_still_count_as_stale(student, monkeypatch):
+    xyz, rgb = room(5)
+    semantic = SemanticMap(student, vocabulary())
+    semantic.update(xyz, rgb)
+    queued, seen = semantic.stale_blocks, []
+    real = student.run_on_map
+    monkeypatch.setattr(student, "run_on_map", lambda *a, **k: seen.append(semantic.stale_blocks) or real(*a, **k))
+    semantic.compute()
+    assert queued > 0 and seen == [queued] and semantic.stale_blocks == 0
+
+
+def test_a_cancelled_objects_pass_publishes_and_votes_nothing(student):
+    xyz, rgb = room(4)
+    semantic = SemanticMap(student, vocabulary())
+    semantic.update(xyz, rgb)
+    settle(semantic)
+    version, labels = semantic.version, semantic.snapshot()[2].copy()
+    asked = []
+    assert semantic.objects(lambda: asked.append(1) or len(asked) >= 2) is None
+    assert len(asked) == 2 and semantic.objects_version == -1 and semantic.version == version
+    np.testing.assert_array_equal(semantic.snapshot()[2], labels)
+    objects, ids = semantic.objects(lambda: False)
+    assert len(objects) >= 1 and semantic.objects_version >= version and list(ids) == list(range(len(ids)))
+
+
 def test_surfaces_get_thin_and_planes_stay_put():
     rng = np.random.default_rng(0)
     plane = np.c_[rng.uniform(0, 2, (4000, 2)), np.zeros(4000)]

@@ -174,10 +174,13 @@ def object_inputs(objects: SceneObjects) -> np.ndarray:
 
 
 def map_objects(xyz: np.ndarray, colours: np.ndarray, features: np.ndarray, valid: np.ndarray,
-                class_scores: np.ndarray, superpoints: np.ndarray, weights: np.ndarray | None = None) -> SceneObjects:
-    """The objects of a labelled map: points (N, 3) with RGB `colours` (N, 3) uint8, unit `features` (N, D),
-    `valid` (N,) bool (points with a feature), cosine `class_scores` (N, C) and `superpoints` (N,); `weights`
-    (N,) when each point stands for several map points (see `propose_instances`)."""
+                class_scores: np.ndarray, superpoints: np.ndarray, weights: np.ndarray | None = None,
+                feature_rows: np.ndarray | None = None) -> SceneObjects:
+    """The objects of a labelled map: points (N, 3) with RGB `colours` (N, 3) uint8, unit `features` (N, D) (or
+    (M, D) and each point's row `feature_rows`), `valid` (N,) bool (points with a feature), cosine `class_scores`
+    (N, C) and `superpoints` (N,); `weights` (N,) when each point stands for several map points (see
+    `propose_instances`)."""
     labels = np.where(valid, class_scores.argmax(axis=1), -1)
-    proposals = propose_instances(xyz, labels, superpoints, class_scores, features, weights=weights)
+    proposals = propose_instances(xyz, labels, superpoints, class_scores, features, weights=weights,
+                                  feature_rows=feature_rows)
     return SceneObjects.from_proposals(proposals, colours, class_scores.shape[1], features.shape[1])

@@ -71,11 +71,13 @@ def _superpoint_links(xyz: np.ndarray, superpoints: np.ndarray, link_m: float) -
 
 def propose_instances(xyz: np.ndarray, labels: np.ndarray, superpoints: np.ndarray,
                       scores: np.ndarray | None = None, features: np.ndarray | None = None,
-                      params: ProposalParams = ProposalParams(), weights: np.ndarray | None = None) -> list[Proposal]:
+                      params: ProposalParams = ProposalParams(), weights: np.ndarray | None = None,
+                      feature_rows: np.ndarray | None = None) -> list[Proposal]:
     """Proposals of a map: points `xyz` (N, 3), their class `labels` (N,) (-1 = unlabelled, never part of an
     instance), `superpoints` (N,), optional class `scores` (N, C) (cosine similarities) and unit `features`
-    (N, D). `weights` (N,) say how many map points each point stands for (a downsampled map): point counts, the
-    size threshold and the means use them. Largest first."""
+    (N, D), or (M, D) with `feature_rows` (N,) the row of each point's feature (points that share one: a map's
+    cells inside one network voxel). `weights` (N,) say how many map points each point stands for (a downsampled
+    map): point counts, the size threshold and the means use them. Largest first."""
     xyz, labels, superpoints = np.asarray(xyz, np.float64), np.asarray(labels), np.asarray(superpoints)
     weights = np.ones(len(xyz)) if weights is None else np.asarray(weights, np.float64)
     if not (len(xyz) == len(labels) == len(superpoints)):
@@ -102,13 +104,23 @@ def propose_instances(xyz: np.ndarray, labels: np.ndarray, superpoints: np.ndarr
             continue
         distribution = np.zeros(0) if scores is None else \
             np.average(_softmax(scores[members] / params.temperature), axis=0, weights=weight)
-        feature = np.zeros(0) if features is None else np.average(features[members], axis=0, weights=weight)
-        if len(feature):
-            feature = feature / max(float(np.linalg.norm(feature)), 1e-12)
+        feature = np.zeros(0) if features is None else _mean_feature(features, feature_rows, members, weight)
         label = int(np.bincount(labels[members], weights=weight).argmax())
         proposals.append(Proposal(fit_box(xyz[members]), label, distribution, feature, count, members))
     proposals.sort(key=lambda p: p.point_count, reverse=True)
     return proposals
+
+
+def _mean_feature(features: np.ndarray, rows: np.ndarray | None, members: np.ndarray, weight: np.ndarray
+                  ) -> np.ndarray:
+    """The unit weighted mean of the `members`' features (rows `rows[members]` of `features` when given)."""
+    if rows is None:
+        mean = np.average(features[members], axis=0, weights=weight)
+    else:
+        shared, which = np.unique(rows[members], return_inverse=True)
+        mean = np.bincount(which.reshape(-1), weight, len(shared)).astype(np.float32) @ \
+            features[shared].astype(np.float32)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

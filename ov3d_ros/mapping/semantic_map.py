@@ -32,6 +32,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,7 +142,7 @@ class SemanticMap:
     `vocabulary` holds the label embeddings (uncentred); `offset` is the mean text embedding the student was
     trained relative to (None: not centred), so labels are scored in the student's own space. `times` receives
     the durations of the stages of `compute` (`compute.project`, `.network`, `.store`) and `objects`
-    (`objects.downsample`, `.features`, `.superpoints`, `.instances`, `.vote`)."""
+    (`objects.downsample`, `.superpoints`, `.features`, `.instances`, `.vote`)."""
 
     def __init__(self, student: Student, vocabulary: Vocabulary, offset: np.ndarray | None = None,
                  settings: SemanticMapSettings = SemanticMapSettings(), times: StageTimes | None = None) -> None:
@@ -165,6 +166,7 @@ class SemanticMap:
         self._labels = np.empty(0, np.int64)
         self._scores = np.empty(0, np.float32)
         self._pending: dict[int, int] = {}             # packed block -> voxels changed since it was computed
+        self._computing = 0                             # blocks a `compute` call has taken and not stored yet
         self._queued_all_at = 0                         # map size when every block was last queued
         self._block_sizes: tuple[np.ndarray, np.ndarray] | None = None
         self._previous_objects: tuple[SceneObjects, np.ndarray] | None = None
@@ -230,8 +232,9 @@ class SemanticMap:
 
     @property
     def stale_blocks(self) -> int:
-        """Blocks whose features do not reflect their voxels' changes yet."""
-        return len(self._pending)
+        """Blocks whose features do not reflect their voxels' changes yet (those a `compute` is working on
+        included)."""
+        return len(self._pending) + self._computing
 
     def compute(self) -> ComputeReport:
         """Run the network over one tile: the stale blocks within a `tile_m` cube that holds the most changed block
@@ -256,8 +259,21 @@ class SemanticMap:
             occupied = chosen & (sizes > 0)
             work = self._tile_inputs(blocks[occupied]) if occupied.any() else None
             floor_z, offset, inputs, seen = self._floor_z, self._grid_offset, self._inputs, self._updates
-        if work is None:
-            return ComputeReport(int(chosen.sum()), 0, 0.0, time.perf_counter() - started)
+            taken = int(chosen.sum())
+            if work is None:
+                return ComputeReport(taken, 0, 0.0, time.perf_counter() - started)
+            self._computing += taken
+        try:
+            return self._compute_tile(work, floor_z, offset, inputs, seen, taken, started)
+        finally:
+            with self._lock:
+                self._computing -= taken
+
+    def _compute_tile(self, work: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray],
+                      floor_z: float, offset: np.ndarray, inputs: _NetworkInputs, seen: int, blocks: int,
+                      started: float) -> ComputeReport:
+        """The network over one tile's `work` (`_tile_inputs`) of the map `inputs` as of update `seen`; stores
+        the features of the voxels the map still holds."""
         target_keys, context, colour, colour_known, target_of = work
         network_started = time.perf_counter()
         with self.times.measure("compute.project"):
@@ -285,7 +301,7 @@ class SemanticMap:
                 self._pool.rows[self._row[rows]] = features
                 self._labels[rows], self._scores[rows] = labels, scores
                 self.version += 1
-        return ComputeReport(int(chosen.sum()), len(rows), student_s, time.perf_counter() - started)
+        return ComputeReport(blocks, len(rows), student_s, time.perf_counter() - started)
 
     def _rows_of(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The row of each of the packed voxel `keys` in the map now, and whether the map still holds it (call
@@ -404,10 +420,14 @@ class SemanticMap:
 
     # -- objects --------------------------------------------------------------------------------------------
 
-    def objects(self) -> tuple[SceneObjects, np.ndarray]:
+    def objects(self, cancelled: Callable[[], bool] | None = None) -> tuple[SceneObjects, np.ndarray] | None:
         """The map's objects (superpoints, then label-aware clustering) and their instance ids. An object
         keeps the id of the previous refresh's object of the same label it overlaps most (IoU >= match_iou).
-        With `superpoint_voting` the voxels' labels become those voted inside the same superpoints."""
+        With `superpoint_voting` the voxels' labels become those voted inside the same superpoints.
+        `cancelled` is asked after each stage from the superpoints on: once it says True the pass stops and
+        returns None (the map it was computing for has been overtaken; nothing of it is published or voted, but
+        the superpoints it computed are kept for the next pass)."""
+        stop = cancelled or (lambda: False)
         with self._lock:
             keys, inputs, features = self._keys, self._inputs, self._pool.rows[self._row]
             positions = np.where(inputs.projected[:, None], inputs.surface, inputs.xyz)
@@ -418,15 +438,23 @@ class SemanticMap:
         with self.times.measure("objects.downsample"):
             cell_keys, xyz, rgb, weights, cell, inverse = _objects_cells(positions, inputs,
                                                                          self.settings.objects_voxel_m)
-        with self.times.measure("objects.features"):
-            unit = _unit_sums(inverse, inputs.voxel, len(xyz), torch.from_numpy(features).float())
-            class_scores = np.concatenate([space.logits(unit[i:i + LABEL_CHUNK]).numpy()
-                                           for i in range(0, len(unit), LABEL_CHUNK)])
+        # superpoints first: a pass overtaken while it computes them has still brought the tracker up to date
         with self.times.measure("objects.superpoints"):
             superpoints = self._superpoints.update(cell_keys, xyz, rgb, torch.get_num_threads())
+        if stop():
+            return None
+        with self.times.measure("objects.features"):       # a cell has the feature of its first point's voxel
+            voxel_of_cell = inputs.voxel[np.unique(inverse, return_index=True)[1]]
+            voxel_scores = np.concatenate([space.logits(torch.from_numpy(features[i:i + LABEL_CHUNK]).float()
+                                                        ).numpy() for i in range(0, len(features), LABEL_CHUNK)])
+            class_scores = voxel_scores[voxel_of_cell]
+        if stop():
+            return None
         with self.times.measure("objects.instances"):
-            objects = map_objects(xyz, rgb, unit.numpy(), np.ones(len(xyz), bool), class_scores, superpoints,
-                                  weights)
+            objects = map_objects(xyz, rgb, features, np.ones(len(xyz), bool), class_scores, superpoints, weights,
+                                  voxel_of_cell)
+        if stop():
+            return None
         if self.settings.superpoint_voting:
             with self.times.measure("objects.vote"):
                 labels, scores = superpoint_labels(class_scores, superpoints, self.settings.temperature, weights)
@@ -562,8 +590,8 @@ def _mean_features(voxel_features: torch.Tensor, point_voxel: np.ndarray, target
 def _unit_sums(rows: np.ndarray, columns: np.ndarray, count: int, features: torch.Tensor) -> torch.Tensor:
     """(count, D) unit vectors: row r the sum of `features[c]` over the entries (r, c) of `rows`, `columns`, as one
     sparse (count, len(features)) matrix of entry counts times the features. A map voxel's points fall in a few
-    network voxels (the grids are shifted) and an objects cell holds a few voxels, so this reads each feature
-    row once per pair where gathering it per point moved hundreds of MB (4x slower)."""
+    network voxels (the grids are shifted), so this reads each feature row once per pair where gathering it per
+    point moved hundreds of MB (4x slower)."""
     width = max(len(features), 1)
     pairs, weight = np.unique(rows * width + columns, return_counts=True)
     starts = np.searchsorted(pairs // width, np.arange(count + 1))

@@ -1,13 +1,17 @@
 """segmentation_node: the student over the fused map, labels for the current vocabulary, instances for grounding.
 
-Two threads do the work, so the executor keeps serving /set_vocabulary and new data never waits for the
+Three threads do the work, so the executor keeps serving /set_vocabulary and new data never waits for the
 network (`ov3d_ros.mapping.semantic_map`):
 - labels: each new /ov3d/map is taken at once (one that arrives while another waits replaces it: counted as
   `superseded`); new voxels are labelled from their neighbours, and the semantic map is published;
-- network: the student catches up over the changed regions one tile at a time; once it has caught up (and
-  every `objects_period_s` while it has not, taking at most OBJECTS_SHARE_BEHIND of the thread's time) the
-  instances are refreshed and published (boxes for RViz, objects for the grounding node) and the semantic map
-  is published again with the network's new features (a map is megabytes: not after every tile).
+- network: the student catches up over the changed regions one tile at a time;
+- objects: once the network has caught up (and every `objects_period_s` while it has not) the instances are
+  refreshed and published (boxes for RViz, objects for the grounding node) and the semantic map is published
+  again with the network's new features (a map is megabytes: not after every tile). A refresh started while the
+  network was behind stops as soon as it catches up, and the refresh of the caught-up map starts at once: the
+  last answers after the sensors stop never wait for a pass over a map already overtaken.
+The network and objects threads run at a lower CPU priority (`network_nice`, `network_sched_idle`), so sensor
+ingestion and the labels keep up when the machine is busy, and they take what is left.
 """
 from __future__ import annotations
 
@@ -54,7 +58,6 @@ SEMANTIC_POINT_DTYPE = np.dtype([("x", np.float32), ("y", np.float32), ("z", np.
                                  ("label", np.uint32), ("score", np.float32)])
 VOCABULARY_FILE = "vocabulary.yaml"
 MARKER_ALPHA = 0.35
-OBJECTS_SHARE_BEHIND = 0.25   # while the network is behind the map, objects passes take at most this share of it
 
 
 class SegmentationNode(Node):
@@ -80,12 +83,12 @@ class SegmentationNode(Node):
         self._pending: PointCloud2 | None = None
         self._stamp_ns = 0
         self._objects_due = False
-        self._last_objects = -float("inf")        # when the last objects pass ended
-        self._objects_gap_s = 0.0                    # least seconds to the next pass while the network is behind
+        self._last_objects = -float("inf")        # when the last objects pass started
         self._object_count = 0
         self._objects_version = -1
         self._lock = threading.Lock()
-        self._wake, self._network_wake, self._stop = threading.Event(), threading.Event(), threading.Event()
+        self._wake, self._network_wake, self._objects_wake = threading.Event(), threading.Event(), threading.Event()
+        self._stop = threading.Event()
 
         self.semantic_publisher = self.create_publisher(PointCloud2, c.semantic_map_topic, LATCHED)
         self.marker_publisher = self.create_publisher(MarkerArray, c.markers_topic, LATCHED)
@@ -96,7 +99,8 @@ class SegmentationNode(Node):
         self.health = Health(self, self.drops, self.times, c.diagnostics_period_s, self._health_values,
                              callback_group=group)
         self._threads = [threading.Thread(target=self._label_loop, name="labels", daemon=True),
-                         threading.Thread(target=self._network_loop, name="network", daemon=True)]
+                         threading.Thread(target=self._network_loop, name="network", daemon=True),
+                         threading.Thread(target=self._objects_loop, name="objects", daemon=True)]
         for thread in self._threads:
             thread.start()
         self.get_logger().info(f"labelling {c.map_topic} with {len(self.semantic.vocabulary.labels)} labels "
@@ -140,9 +144,9 @@ class SegmentationNode(Node):
             self.drops.drop("internal_error", traceback.format_exc(limit=4))
             response.success, response.message = False, f"internal error: {exc}"
             return response
-        self._objects_due, self._last_objects, self._objects_gap_s = True, -float("inf"), 0.0
+        self._objects_due, self._last_objects = True, -float("inf")
         self._request_republish()
-        self._network_wake.set()
+        self._objects_wake.set()
         response.success = True
         response.message = f"{len(vocabulary.labels)} labels; {len(self.semantic)} voxels relabelled"
         return response
@@ -186,52 +190,70 @@ class SegmentationNode(Node):
                 self._publish_semantic_map()
         self._network_wake.set()
 
-    def _network_loop(self) -> None:
-        """Thread 2: the network over stale tiles, one at a time, and the objects when they are due. It runs at a
-        lower CPU priority (`network_nice`, `network_sched_idle`; torch's worker threads, started from it, inherit
-        both), so sensor ingestion and the labels keep up when the machine is busy and the network takes what is
-        left."""
+    def _lower_priority(self) -> None:
+        """Run the calling thread at the network's CPU priority (torch's and scipy's worker threads, started from
+        it, inherit it)."""
         thread = threading.get_native_id()
         try:
             os.setpriority(os.PRIO_PROCESS, thread, self.config.network_nice)
             if self.config.network_sched_idle:
                 os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
         except (OSError, AttributeError) as exc:        # AttributeError: not Linux
-            self.get_logger().warning(f"network thread keeps its priority: {exc}")
+            self.get_logger().warning(f"{threading.current_thread().name} thread keeps its priority: {exc}")
+
+    def _network_loop(self) -> None:
+        """Thread 2: the network over stale tiles, one at a time."""
+        self._lower_priority()
         torch.set_num_threads(self.config.threads)
         while not self._stop.is_set():
-            self._network_wake.wait(timeout=self._network_wait())
+            self._network_wake.wait(timeout=0.0 if self.semantic.stale_blocks else None)
             self._network_wake.clear()
             if not self._stop.is_set():
                 self._network_step()
 
-    def _network_wait(self) -> float | None:
-        """Seconds the network thread may sleep: none while blocks are stale or objects are due, else until
-        woken."""
-        return 0.0 if self.semantic.stale_blocks or self._objects_due else None
-
     @guarded("internal_error")
     def _network_step(self) -> None:
-        if self.semantic.stale_blocks:
-            with self.times.measure("compute_tile"):
-                report = self.semantic.compute()
-            if report.recomputed:                # shown with the next map, or with the objects' refresh
-                self.times.add("student", report.student_s * 1000.0)
-                self._objects_due = True
-        # objects once the network has caught up; while it has not, every objects_period_s and at most
-        # OBJECTS_SHARE_BEHIND of this thread's time (a pass on a large map takes seconds the tiles need)
-        caught_up = not self.semantic.stale_blocks
-        since = time.monotonic() - self._last_objects
-        if self._objects_due and (caught_up or since >= max(self.config.objects_period_s, self._objects_gap_s)):
-            self._objects_due = False
-            started = time.monotonic()
-            with self.times.measure("objects"):
-                objects, ids = self.semantic.objects()
-            self._last_objects = time.monotonic()
-            self._objects_gap_s = (self._last_objects - started) * (1.0 - OBJECTS_SHARE_BEHIND) / OBJECTS_SHARE_BEHIND
-            self._publish_objects(objects, ids)
-            self._objects_version = self.semantic.objects_version
-            self._request_republish()
+        if not self.semantic.stale_blocks:
+            return
+        with self.times.measure("compute_tile"):
+            report = self.semantic.compute()
+        if report.recomputed:                # shown with the next map, or with the objects' refresh
+            self.times.add("student", report.student_s * 1000.0)
+            self._objects_due = True
+            self._objects_wake.set()
+
+    def _objects_loop(self) -> None:
+        """Thread 3: the objects, when due: at once when the network has caught up, else every objects_period_s."""
+        self._lower_priority()
+        while not self._stop.is_set():
+            wait = None
+            if self._objects_due and self.semantic.stale_blocks:
+                wait = max(self._last_objects + self.config.objects_period_s - time.monotonic(), 0.0)
+            self._objects_wake.wait(timeout=wait)
+            self._objects_wake.clear()
+            if not self._stop.is_set():
+                self._objects_step()
+
+    @guarded("internal_error")
+    def _objects_step(self) -> None:
+        behind = bool(self.semantic.stale_blocks)
+        if not self._objects_due or \
+                (behind and time.monotonic() - self._last_objects < self.config.objects_period_s):
+            return
+        self._objects_due = False
+        self._last_objects = time.monotonic()
+        # a pass over a map the network is still catching up on gives way once it has caught up
+        overtaken = (lambda: not self.semantic.stale_blocks) if behind else None
+        with self.times.measure("objects"):
+            result = self.semantic.objects(overtaken)
+        if result is None:
+            self.times.add("objects_overtaken", (time.monotonic() - self._last_objects) * 1000.0)
+            self._objects_due = True
+            self._objects_wake.set()
+            return
+        self._publish_objects(*result)
+        self._objects_version = self.semantic.objects_version
+        self._request_republish()
 
     def _request_republish(self) -> None:
         """Have the labels thread publish the semantic map again (features or labels changed)."""
@@ -251,7 +273,9 @@ class SegmentationNode(Node):
         with self.times.measure("update"):
             change = self.semantic.update(xyz, rgb, colour_known)
         self._stamp_ns = stamp_to_ns(msg.header.stamp)
-        self._objects_due = self._objects_due or change.changed > 0
+        if change.changed:
+            self._objects_due = True
+            self._objects_wake.set()
 
     # -- outputs --------------------------------------------------------------------------------------------
 
@@ -290,8 +314,8 @@ class SegmentationNode(Node):
     def close(self) -> None:
         """Stop the worker threads (a clean stop)."""
         self._stop.set()
-        self._wake.set()
-        self._network_wake.set()
+        for event in (self._wake, self._network_wake, self._objects_wake):
+            event.set()
         for thread in self._threads:
             thread.join(timeout=10.0)
 

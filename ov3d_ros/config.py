@@ -156,6 +156,9 @@ class LanguageConfig:
 class SegmentationNodeConfig(NodeConfig):
     """The semantic layer: the student over the fused map, labels for the current vocabulary, instance boxes."""
 
+    executor: str = param("events", EXECUTOR_HELP + " 'events' here, as in the other nodes: its waiting and "
+                                                    "dispatch run in C++ and leave the interpreter lock to the "
+                                                    "network and objects threads.")
     map_frame: str = param("map", "Frame of the map (and of everything this node publishes).")
     map_topic: str = param("/ov3d/map", "The fused map (PointCloud2 from fusion_node) this node labels.")
     semantic_map_topic: str = param("/ov3d/semantic_map", "Labelled map (PointCloud2: x, y, z, rgb by label, label, "
@@ -173,6 +176,9 @@ class SegmentationNodeConfig(NodeConfig):
     tile_m: float = param(12.0, "Largest extent of the cells of one network pass: a cube holding the most changed "
                                 "cell (bounds its memory with margin_m; 12 m: a room of up to 12 m in one pass).",
                           0.05, 1000.0)
+    stale_share: float = param(0.05, "A cell waits for the network once this share of its voxels changed since its "
+                                     "last pass; smaller changes wait (their new voxels take their neighbours' "
+                                     "labels at once). 0 = every change.", 0.0, 1.0)
     objects_period_s: float = param(3.0, "Least seconds between the starts of two refreshes of the instances "
                                          "while the network is behind the map (once it has caught up they refresh at "
                                          "once, and a refresh still running on a map it overtook stops).",

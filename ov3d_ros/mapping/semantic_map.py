@@ -4,7 +4,8 @@ current vocabulary.
 The student's input is the set of occupied voxels (plus their colour, and whether it is known, for a colour
 student), so features can only change where that set changed. Work is split in two:
 - `update` takes the fused map as it is now and is fast: kept voxels keep their features, new voxels borrow the
-  features of their nearest featured voxel, and every `block_m` block whose voxels changed is queued as stale.
+  features of their nearest featured voxel, and every `block_m` block whose voxels changed is queued (stale
+  once `stale_share` of its voxels changed since its last pass).
 - `compute` runs the network over one tile: the stale blocks within a `tile_m` cube that holds the most changed
   block (relative to its size), seen with the map within `margin_m` of their bounding box. The student normalises
   over what it sees (`SparseInstanceNorm`), so the context should hold a whole room, as in training and offline,
@@ -66,6 +67,9 @@ class SemanticMapSettings:
     reproject_m: float = 0.1       # a point's projection is kept until a voxel this close changes (the reach of
                                    # `surface_iterations` planes of `surface_neighbours` points at 2.5 cm)
     tile_m: float = 12.0           # largest extent of the dirty blocks of one student pass (a cube)
+    stale_share: float = 0.05      # a block is stale (waits for the network) once this share of its voxels changed
+                                   # since its last pass; smaller changes wait, their new voxels labelled by their
+                                   # neighbours (a LiDAR keeps adding a few voxels everywhere)
     recompute_growth: float = 0.25  # every block is queued again when the map has grown this much since the last
                                     # time: the student normalises over what it sees, so growth moves every feature
     colour_tolerance: int = 12     # colour students: an 8-bit change larger than this dirties a voxel
@@ -80,9 +84,9 @@ class SemanticMapSettings:
 
     def __post_init__(self) -> None:
         if min(self.block_m, self.tile_m, self.temperature, self.reproject_m) <= 0 or \
-                min(self.margin_m, self.recompute_growth) < 0:
+                min(self.margin_m, self.recompute_growth) < 0 or not 0 <= self.stale_share <= 1:
             raise ValueError("block_m, tile_m, temperature and reproject_m must be positive, margin_m and "
-                             "recompute_growth >= 0")
+                             "recompute_growth >= 0, stale_share in [0, 1]")
         if self.tile_m < self.block_m:
             raise ValueError("tile_m must be at least block_m")
         if self.input_subdivision < 1:
@@ -167,6 +171,7 @@ class SemanticMap:
         self._scores = np.empty(0, np.float32)
         self._pending: dict[int, int] = {}             # packed block -> voxels changed since it was computed
         self._computing = 0                             # blocks a `compute` call has taken and not stored yet
+        self._stale = 0                                 # pending blocks changed by at least stale_share
         self._queued_all_at = 0                         # map size when every block was last queued
         self._block_sizes: tuple[np.ndarray, np.ndarray] | None = None
         self._previous_objects: tuple[SceneObjects, np.ndarray] | None = None
@@ -226,15 +231,16 @@ class SemanticMap:
             self._grid_offset = grid_offset(inputs.xyz, self.voxel_size)
             self._row, self._labels, self._scores = row, labels, scores
             self._block_sizes = None
+            self._stale = int(self._due()[2].sum())
             if len(changed):
                 self.version += 1
-            return MapChange(len(keys), len(changed), len(self._pending), time.perf_counter() - started)
+            return MapChange(len(keys), len(changed), self._stale, time.perf_counter() - started)
 
     @property
     def stale_blocks(self) -> int:
-        """Blocks whose features do not reflect their voxels' changes yet (those a `compute` is working on
-        included)."""
-        return len(self._pending) + self._computing
+        """Blocks whose features do not reflect their voxels' changes yet (at least `stale_share` of them changed;
+        those a `compute` is working on included)."""
+        return self._stale + self._computing
 
     def compute(self) -> ComputeReport:
         """Run the network over one tile: the stale blocks within a `tile_m` cube that holds the most changed block
@@ -245,17 +251,17 @@ class SemanticMap:
         meanwhile are stale again and come back in a later call."""
         started = time.perf_counter()
         with self._lock:
-            if not self._pending:
+            stale, priority, due = self._due()
+            if not due.any():
                 return ComputeReport(0, 0, 0.0, 0.0)
             s = self.settings
-            stale = np.fromiter(self._pending, np.int64, len(self._pending))
-            changes = np.fromiter(self._pending.values(), np.float64, len(self._pending))
+            stale, priority = stale[due], priority[due]
             sizes = self._sizes_of(stale)
-            priority = np.minimum(changes / np.maximum(sizes, 1), 1.0)
             blocks = unpack_keys(stale)
             chosen = _tile_around(blocks, int(priority.argmax()), max(int(s.tile_m / s.block_m), 1))
             for block in stale[chosen].tolist():
                 del self._pending[block]
+            self._stale -= int(chosen.sum())
             occupied = chosen & (sizes > 0)
             work = self._tile_inputs(blocks[occupied]) if occupied.any() else None
             floor_z, offset, inputs, seen = self._floor_z, self._grid_offset, self._inputs, self._updates
@@ -302,6 +308,15 @@ class SemanticMap:
                 self._labels[rows], self._scores[rows] = labels, scores
                 self.version += 1
         return ComputeReport(blocks, len(rows), student_s, time.perf_counter() - started)
+
+    def _due(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pending blocks (packed), the share of each one's voxels changed since its last pass (at most 1; a
+        block that lost all its voxels counts as wholly changed) and which of them are stale (call under the
+        lock)."""
+        pending = np.fromiter(self._pending, np.int64, len(self._pending))
+        changes = np.fromiter(self._pending.values(), np.float64, len(self._pending))
+        share = np.minimum(changes / np.maximum(self._sizes_of(pending), 1), 1.0)
+        return pending, share, share >= max(self.settings.stale_share, np.finfo(np.float64).tiny)
 
     def _rows_of(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The row of each of the packed voxel `keys` in the map now, and whether the map still holds it (call

@@ -78,6 +78,7 @@ class SegmentationNode(Node):
         self._vocabulary_path = state_dir(c.snapshot_dir) / VOCABULARY_FILE
         self.semantic = SemanticMap(student, self._build_vocabulary(self._initial_entries()), offset,
                                     SemanticMapSettings(block_m=c.block_m, margin_m=c.margin_m, tile_m=c.tile_m,
+                                                        stale_share=c.stale_share,
                                                         superpoint_voting=c.superpoint_voting), self.times)
         self.superseded = 0
         self._pending: PointCloud2 | None = None

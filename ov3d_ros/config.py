@@ -187,12 +187,12 @@ class SegmentationNodeConfig(NodeConfig):
                                           "summed over the patch) at every refresh of the instances, not by its "
                                           "own feature alone.")
     threads: int = param(2, "torch CPU threads of the network.", 1, 256)
-    network_nice: int = param(10, "Niceness of the network and objects threads (0 = as the node; higher = lower "
-                                  "priority than sensor ingestion).", 0, 19)
-    network_sched_idle: bool = param(True, "Also run the network and objects threads under Linux's SCHED_IDLE policy: they "
-                                           "run only when no other thread wants a core (at niceness 10 alone the "
-                                           "network still took most of a core while the fusion node's threads "
-                                           "waited for one).")
+    network_nice: int = param(19, "Niceness of the network and objects threads (0 = as the node; 19, the lowest, "
+                                  "leaves a busy core to sensor ingestion and the labels).", 0, 19)
+    network_sched_idle: bool = param(False, "Also run the network thread under Linux's SCHED_IDLE policy: only on "
+                                            "cores no other thread wants. The objects thread always runs so, below "
+                                            "the network: with both idle, a refresh halved the network's share "
+                                            "while the sensors were busy and the last tiles came seconds late.")
     max_vocabulary_labels: int = param(1000, "Most labels /set_vocabulary accepts.", 1, 100000)
     max_label_chars: int = param(200, "Longest label entry /set_vocabulary accepts.", 1, 10000)
     snapshot_dir: str = param("", "Where the current vocabulary is kept across restarts (vocabulary.yaml); empty "

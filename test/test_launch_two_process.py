@@ -107,19 +107,21 @@ def test_a_node_alone_in_its_process_gets_the_executor_its_config_names(ros_cont
             made.destroy_node()
 
 
-def test_the_segmentation_network_runs_only_on_cores_nothing_else_wants(ros_context, tmp_path, monkeypatch):
+def test_the_segmentation_network_and_objects_run_below_everything_else(ros_context, tmp_path, monkeypatch):
     from ov3d_ros.ros.nodes.segmentation import SegmentationNode
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     node = SegmentationNode(context=ros_context)
     try:
-        network = next(thread for thread in node._threads if thread.name == "network")
+        threads = {thread.name: thread.native_id for thread in node._threads}
         deadline = time.monotonic() + 10.0
-        while os.sched_getscheduler(network.native_id) != os.SCHED_IDLE and time.monotonic() < deadline:
+        while os.sched_getscheduler(threads["objects"]) != os.SCHED_IDLE and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert os.sched_getscheduler(network.native_id) == os.SCHED_IDLE
-        assert os.getpriority(os.PRIO_PROCESS, network.native_id) == node.config.network_nice == 10
-        labels = next(thread for thread in node._threads if thread.name == "labels")
-        assert os.sched_getscheduler(labels.native_id) == os.SCHED_OTHER      # the labels keep the node's priority
+        assert os.sched_getscheduler(threads["objects"]) == os.SCHED_IDLE             # only on cores nobody wants
+        assert os.sched_getscheduler(threads["network"]) == os.SCHED_OTHER
+        for name in ("network", "objects"):
+            assert os.getpriority(os.PRIO_PROCESS, threads[name]) == node.config.network_nice == 19
+        assert os.sched_getscheduler(threads["labels"]) == os.SCHED_OTHER       # the labels keep the node's priority
+        assert os.getpriority(os.PRIO_PROCESS, threads["labels"]) == os.getpriority(os.PRIO_PROCESS, 0)
     finally:
         node.close()
         node.destroy_node()

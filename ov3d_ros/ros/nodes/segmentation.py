@@ -10,8 +10,9 @@ network (`ov3d_ros.mapping.semantic_map`):
   again with the network's new features (a map is megabytes: not after every tile). A refresh started while the
   network was behind stops as soon as it catches up, and the refresh of the caught-up map starts at once: the
   last answers after the sensors stop never wait for a pass over a map already overtaken.
-The network and objects threads run at a lower CPU priority (`network_nice`, `network_sched_idle`), so sensor
-ingestion and the labels keep up when the machine is busy, and they take what is left.
+The network thread runs at the lowest normal priority (`network_nice` 19), the objects thread below it (SCHED_IDLE),
+so sensor ingestion and the labels keep up when the machine is busy, the network takes what they leave and the
+objects what the network leaves.
 """
 from __future__ import annotations
 
@@ -191,20 +192,20 @@ class SegmentationNode(Node):
                 self._publish_semantic_map()
         self._network_wake.set()
 
-    def _lower_priority(self) -> None:
-        """Run the calling thread at the network's CPU priority (torch's and scipy's worker threads, started from
-        it, inherit it)."""
+    def _lower_priority(self, idle: bool) -> None:
+        """Run the calling thread at niceness `network_nice`, under SCHED_IDLE if `idle` (the worker threads it
+        starts, torch's and scipy's, inherit both)."""
         thread = threading.get_native_id()
         try:
             os.setpriority(os.PRIO_PROCESS, thread, self.config.network_nice)
-            if self.config.network_sched_idle:
+            if idle:
                 os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
         except (OSError, AttributeError) as exc:        # AttributeError: not Linux
             self.get_logger().warning(f"{threading.current_thread().name} thread keeps its priority: {exc}")
 
     def _network_loop(self) -> None:
         """Thread 2: the network over stale tiles, one at a time."""
-        self._lower_priority()
+        self._lower_priority(self.config.network_sched_idle)
         torch.set_num_threads(self.config.threads)
         while not self._stop.is_set():
             self._network_wake.wait(timeout=0.0 if self.semantic.stale_blocks else None)
@@ -224,8 +225,9 @@ class SegmentationNode(Node):
             self._objects_wake.set()
 
     def _objects_loop(self) -> None:
-        """Thread 3: the objects, when due: at once when the network has caught up, else every objects_period_s."""
-        self._lower_priority()
+        """Thread 3: the objects, when due: at once when the network has caught up, else every objects_period_s.
+        Always under SCHED_IDLE: the network's tiles come first."""
+        self._lower_priority(True)
         while not self._stop.is_set():
             wait = None
             if self._objects_due and self.semantic.stale_blocks:

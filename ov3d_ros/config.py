@@ -187,6 +187,9 @@ class SegmentationNodeConfig(NodeConfig):
                                           "summed over the patch) at every refresh of the instances, not by its "
                                           "own feature alone.")
     threads: int = param(2, "torch CPU threads of the network.", 1, 256)
+    objects_processes: int = param(2, "Processes that compute the superpoints of a large map (cut into as many "
+                                      "slabs: the objects thread and objects_processes - 1 workers at its "
+                                      "priority); 1 = in the node's process only.", 1, 64)
     network_nice: int = param(19, "Niceness of the network and objects threads (0 = as the node; 19, the lowest, "
                                   "leaves a busy core to sensor ingestion and the labels).", 0, 19)
     network_sched_idle: bool = param(False, "Also run the network thread under Linux's SCHED_IDLE policy: only on "

@@ -10,8 +10,9 @@ import ov3d_ros.mapping.superpoints as superpoints_module
 from ov3d_ros.config import SynthConfig
 from ov3d_ros.data.synthetic.world import render_scene
 from ov3d_ros.geometry.voxels import pack_coords, voxel_coords
-from ov3d_ros.mapping.superpoints import (SuperpointCache, SuperpointParams, SuperpointTracker, compute_superpoints,
-                                          estimate_normals, superpoint_labels, superpoint_purity)
+from ov3d_ros.mapping.superpoints import (SlabSuperpoints, SuperpointCache, SuperpointParams, SuperpointTracker,
+                                          compute_superpoints, estimate_normals, superpoint_labels,
+                                          superpoint_purity)
 
 SMALL = SynthConfig(frames=4, width=160, height=120, point_spacing_m=0.03, lidar=False, bag=False,
                     descriptions_per_object=0)
@@ -170,6 +171,30 @@ def test_tracker_recomputes_only_the_superpoints_where_the_map_changed(rooms):
     assert _same_partition(ids, compute_superpoints(moved, rgb[kept], params))
     with pytest.raises(ValueError, match="keys"):
         tracker.update(keys[:3], xyz[:2], rgb[:2])
+
+
+def test_slabs_in_two_processes_cut_a_room_in_two_and_survive_a_dead_worker(rooms):
+    points = rooms[1]
+    single = compute_superpoints(points.xyz, points.rgb)
+    slabs = SlabSuperpoints(SuperpointParams(), processes=2, min_points=1000)
+    try:
+        ids = slabs.compute(points.xyz, points.rgb)
+        assert (np.bincount(ids) > 0).all() and superpoint_purity(ids, points.labels) >= 0.95
+        assert len(np.unique(single)) <= len(np.unique(ids)) <= 1.1 * len(np.unique(single))
+        halves = slabs._slabs(points.xyz.astype(np.float64))
+        assert len(halves) == 2 and abs(len(halves[0]) - len(halves[1])) < 0.2 * len(ids)
+        first, second = (set(np.unique(ids[half]).tolist()) for half in halves)
+        assert first and second and not first & second, "no superpoint crosses the cut"
+        np.testing.assert_array_equal(compute_superpoints(points.xyz[:10], points.rgb[:10]),
+                                      slabs.compute(points.xyz[:10], points.rgb[:10]))   # small: computed here
+        for process in list(slabs._pool._processes.values()):
+            process.kill()
+            process.join()
+        with pytest.warns(UserWarning, match="worker process died"):
+            again = slabs.compute(points.xyz, points.rgb)
+        np.testing.assert_array_equal(again, single)
+    finally:
+        slabs.close()
 
 
 def test_cache_hit_does_not_recompute_and_a_corrupt_file_is_replaced(rooms, tmp_path, monkeypatch):

@@ -79,6 +79,7 @@ class SemanticMapSettings:
                                    # downsampled to this cell, weighted by their point counts; on clean val
                                    # clouds recall@0.25 84.5 / 84.0 / 80.7 % at 2 / 3 / 5 cm
     superpoint_voting: bool = True  # objects() also votes the voxels' labels inside the superpoints it computes
+    superpoint_processes: int = 1  # processes computing a large map's superpoints, cut into slabs (SlabSuperpoints)
     superpoint_min_points: int = 4  # smaller superpoints of the objects' map merge into a neighbour: the default
                                     # 20 is for clouds sampled every 1-2 cm; at 3-5 cm it is a bowl or a bottle
 
@@ -89,8 +90,8 @@ class SemanticMapSettings:
                              "recompute_growth >= 0, stale_share in [0, 1]")
         if self.tile_m < self.block_m:
             raise ValueError("tile_m must be at least block_m")
-        if self.input_subdivision < 1:
-            raise ValueError("input_subdivision must be at least 1")
+        if self.input_subdivision < 1 or self.superpoint_processes < 1:
+            raise ValueError("input_subdivision and superpoint_processes must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,8 @@ class SemanticMap:
         self.objects_version = -1                        # the version the last objects() result describes
         self._superpoints = SuperpointTracker(SuperpointParams(min_points=settings.superpoint_min_points),
                                               move_m=settings.objects_voxel_m * SUPERPOINT_MOVE_SHARE,
-                                              colour_levels=settings.colour_tolerance)
+                                              colour_levels=settings.colour_tolerance,
+                                              processes=settings.superpoint_processes)
         self._lock = threading.RLock()
         self._inputs = _NetworkInputs.empty()           # the points the network sees, grouped by voxel
         self._updates = 0                               # counts update calls (projections know which they saw)
@@ -427,6 +429,10 @@ class SemanticMap:
             inputs = self._inputs
             return inputs.xyz[inputs.first], inputs.rgb[inputs.first], self._labels.copy(), self._scores.copy(), \
                 self.vocabulary.labels
+
+    def close(self) -> None:
+        """Stop the superpoint worker processes, if any."""
+        self._superpoints.close()
 
     def features(self) -> np.ndarray:
         """(N, D) fp16 features in the order of `snapshot`."""

@@ -80,6 +80,7 @@ class SegmentationNode(Node):
         self.semantic = SemanticMap(student, self._build_vocabulary(self._initial_entries()), offset,
                                     SemanticMapSettings(block_m=c.block_m, margin_m=c.margin_m, tile_m=c.tile_m,
                                                         stale_share=c.stale_share,
+                                                        superpoint_processes=c.objects_processes,
                                                         superpoint_voting=c.superpoint_voting), self.times)
         self.superseded = 0
         self._pending: PointCloud2 | None = None
@@ -321,6 +322,7 @@ class SegmentationNode(Node):
             event.set()
         for thread in self._threads:
             thread.join(timeout=10.0)
+        self.semantic.close()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -194,8 +194,8 @@ class SegmentationNodeConfig(NodeConfig):
                                   "leaves a busy core to sensor ingestion and the labels).", 0, 19)
     network_sched_idle: bool = param(False, "Also run the network thread under Linux's SCHED_IDLE policy: only on "
                                             "cores no other thread wants. The objects thread always runs so, below "
-                                            "the network: with both idle, a refresh halved the network's share "
-                                            "while the sensors were busy and the last tiles came seconds late.")
+                                            "the network: with both idle a refresh took half of what the sensors "
+                                            "left the network, and its last tiles came seconds late.")
     max_vocabulary_labels: int = param(1000, "Most labels /set_vocabulary accepts.", 1, 100000)
     max_label_chars: int = param(200, "Longest label entry /set_vocabulary accepts.", 1, 10000)
     snapshot_dir: str = param("", "Where the current vocabulary is kept across restarts (vocabulary.yaml); empty "

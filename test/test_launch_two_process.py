@@ -95,15 +95,17 @@ def test_a_node_alone_in_its_process_gets_the_executor_its_config_names(ros_cont
 
     grounding = node("grounding", GroundingNodeConfig())
     segmentation = node("segmentation", SegmentationNodeConfig())
+    threaded = node("threaded", SegmentationNodeConfig(executor="multi_threaded"))
     single = node("single", GroundingNodeConfig(executor="single_threaded"))
     try:
         assert type(node_executor([grounding], ros_context)).__name__ == "EventsExecutor"    # its default
-        assert isinstance(node_executor([segmentation], ros_context), MultiThreadedExecutor)
+        assert type(node_executor([segmentation], ros_context)).__name__ == "EventsExecutor"
+        assert isinstance(node_executor([threaded], ros_context), MultiThreadedExecutor)
         assert isinstance(node_executor([single], ros_context), SingleThreadedExecutor)
         # nodes sharing a process share the multi-threaded executor, whatever one of them asks for
         assert isinstance(node_executor([grounding, segmentation], ros_context), MultiThreadedExecutor)
     finally:
-        for made in (grounding, segmentation, single):
+        for made in (grounding, segmentation, threaded, single):
             made.destroy_node()
 
 

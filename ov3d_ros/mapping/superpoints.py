@@ -362,11 +362,11 @@ class SuperpointTracker:
     Each `update` takes the map's cells (packed keys, positions, colours) as they are now. A cell changed when it is
     new, moved more than `move_m` or took a colour more than `colour_levels` away since its superpoint was computed.
     The superpoints that hold a changed cell, lost one or touch a new one are recomputed together from their cells
-    and the new ones;
-    every other cell keeps its superpoint (superpoints are pieces at most a seed resolution across, so what is redone
-    stays near the change). When more than `full_share` of the cells would be recomputed, all are, so the cuts
-    between recomputed and kept superpoints never pile up over a growing map. A segmentation pass after the sensors
-    stop then costs what changed in the last seconds, not the whole room."""
+    and the new ones; every other cell keeps its superpoint (superpoints are pieces at most a seed resolution
+    across, so what is redone stays near the change). When more than `full_share` of the cells would be
+    recomputed, all are, so the cuts between recomputed and kept superpoints never pile up over a growing map. A
+    segmentation pass after the sensors stop then costs what changed in the last seconds, not the whole room.
+    `processes` > 1 computes large redos in slabs (`SlabSuperpoints`)."""
 
     def __init__(self, params: SuperpointParams, move_m: float, colour_levels: float, full_share: float = 0.5,
                  processes: int = 1) -> None:
@@ -374,7 +374,7 @@ class SuperpointTracker:
             raise ValueError("move_m and colour_levels must be positive, full_share in [0, 1], processes >= 1")
         self.params, self.move_m, self.colour_levels, self.full_share = params, move_m, colour_levels, full_share
         self.recomputed = 0            # cells the last update recomputed
-        self._slabs = SlabSuperpoints(params, processes) if processes > 1 else None
+        self._parallel = SlabSuperpoints(params, processes) if processes > 1 else None
         self._keys = np.empty(0, np.int64)
         self._xyz = np.empty((0, 3), np.float64)      # each cell as its superpoint saw it
         self._rgb = np.empty((0, 3), np.float64)
@@ -395,7 +395,7 @@ class SuperpointTracker:
         kept = ~redo
         ids[kept] = self._ids[old[kept]]
         if redo.any():
-            fresh = self._slabs.compute(xyz[redo], colours[redo]) if self._slabs else \
+            fresh = self._parallel.compute(xyz[redo], colours[redo]) if self._parallel is not None else \
                 compute_superpoints(xyz[redo], colours[redo], self.params, workers)
             ids[redo] = fresh + int(ids[kept].max(initial=-1)) + 1
         _, ids = np.unique(ids, return_inverse=True)
@@ -407,8 +407,8 @@ class SuperpointTracker:
 
     def close(self) -> None:
         """Stop the worker processes, if any."""
-        if self._slabs:
-            self._slabs.close()
+        if self._parallel is not None:
+            self._parallel.close()
 
     def _to_recompute(self, keys: np.ndarray, xyz: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Which cells to recompute, and each cell's index in the last update (valid where it is kept)."""

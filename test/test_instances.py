@@ -34,6 +34,16 @@ def test_touching_classes_and_distant_twins_are_separate_instances():
         assert np.isclose(proposal.class_distribution.sum(), 1.0) and np.isclose(np.linalg.norm(proposal.feature), 1)
     unlabelled = propose_instances(xyz, np.full(len(xyz), -1), superpoints)
     assert unlabelled == []
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(20, 8)).astype(np.float16)                 # points sharing rows of a feature table
+    rows = rng.integers(0, len(table), len(xyz))
+    weights = rng.uniform(1, 3, len(xyz))
+    shared = propose_instances(xyz, labels, superpoints, scores, table, ProposalParams(min_points=10), weights, rows)
+    spelled = propose_instances(xyz, labels, superpoints, scores, table[rows].astype(np.float64),
+                                ProposalParams(min_points=10), weights)
+    assert len(shared) == len(spelled) == 3
+    for a, b in zip(shared, spelled):
+        np.testing.assert_allclose(a.feature, b.feature, atol=1e-5)
 
 
 def test_fit_box_recovers_a_rotated_box():

@@ -76,7 +76,7 @@ def propose_instances(xyz: np.ndarray, labels: np.ndarray, superpoints: np.ndarr
     """Proposals of a map: points `xyz` (N, 3), their class `labels` (N,) (-1 = unlabelled, never part of an
     instance), `superpoints` (N,), optional class `scores` (N, C) (cosine similarities) and unit `features`
     (N, D), or (M, D) with `feature_rows` (N,) the row of each point's feature (points that share one: a map's
-    cells inside one network voxel). `weights` (N,) say how many map points each point stands for (a downsampled
+    cells inside one voxel). `weights` (N,) say how many map points each point stands for (a downsampled
     map): point counts, the size threshold and the means use them. Largest first."""
     xyz, labels, superpoints = np.asarray(xyz, np.float64), np.asarray(labels), np.asarray(superpoints)
     weights = np.ones(len(xyz)) if weights is None else np.asarray(weights, np.float64)

@@ -30,6 +30,12 @@ def unpack_keys(keys: np.ndarray) -> np.ndarray:
     return coords - _OFFSET
 
 
+def neighbourhood_keys(coords: np.ndarray) -> np.ndarray:
+    """Sorted packed keys of the voxels `coords` (N, 3) and of their 26 neighbours, each once."""
+    steps = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    return np.unique(pack_coords((np.asarray(coords, np.int64)[:, None, :] + steps[None]).reshape(-1, 3)))
+
+
 GRID_PHASES = 16          # grid offsets are multiples of voxel_size / GRID_PHASES (stable as a map grows)
 GRID_SAMPLE = 200_000     # points enough to find a map's dominant planes
 

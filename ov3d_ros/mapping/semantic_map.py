@@ -42,7 +42,7 @@ from scipy.spatial import cKDTree
 
 from ov3d_ros.evaluation.latency import StageTimes
 from ov3d_ros.geometry.boxes import iou_matrix
-from ov3d_ros.geometry.voxels import grid_offset, pack_coords, unpack_keys, voxel_coords
+from ov3d_ros.geometry.voxels import grid_offset, neighbourhood_keys, pack_coords, unpack_keys, voxel_coords
 from ov3d_ros.grounding.objects import SceneObjects, map_objects
 from ov3d_ros.models.inputs import floor_height
 from ov3d_ros.language.vocabulary import Vocabulary
@@ -173,7 +173,7 @@ class SemanticMap:
         self._scores = np.empty(0, np.float32)
         self._pending: dict[int, int] = {}             # packed block -> voxels changed since it was computed
         self._computing = 0                             # blocks a `compute` call has taken and not stored yet
-        self._stale = 0                                 # pending blocks changed by at least stale_share
+        self._stale_at = max(settings.stale_share, np.finfo(np.float64).tiny)   # a pending block's share to be stale
         self._queued_all_at = 0                         # map size when every block was last queued
         self._block_sizes: tuple[np.ndarray, np.ndarray] | None = None
         self._previous_objects: tuple[SceneObjects, np.ndarray] | None = None
@@ -233,16 +233,16 @@ class SemanticMap:
             self._grid_offset = grid_offset(inputs.xyz, self.voxel_size)
             self._row, self._labels, self._scores = row, labels, scores
             self._block_sizes = None
-            self._stale = int(self._due()[2].sum())
             if len(changed):
                 self.version += 1
-            return MapChange(len(keys), len(changed), self._stale, time.perf_counter() - started)
+            return MapChange(len(keys), len(changed), self._stale_pending(), time.perf_counter() - started)
 
     @property
     def stale_blocks(self) -> int:
         """Blocks whose features do not reflect their voxels' changes yet (at least `stale_share` of them changed;
         those a `compute` is working on included)."""
-        return self._stale + self._computing
+        with self._lock:
+            return self._stale_pending() + self._computing
 
     def compute(self) -> ComputeReport:
         """Run the network over one tile: the stale blocks within a `tile_m` cube that holds the most changed block
@@ -253,17 +253,16 @@ class SemanticMap:
         meanwhile are stale again and come back in a later call."""
         started = time.perf_counter()
         with self._lock:
-            stale, priority, due = self._due()
+            stale, sizes, priority = self._pending_blocks()
+            due = priority >= self._stale_at
             if not due.any():
                 return ComputeReport(0, 0, 0.0, 0.0)
             s = self.settings
-            stale, priority = stale[due], priority[due]
-            sizes = self._sizes_of(stale)
+            stale, sizes, priority = stale[due], sizes[due], priority[due]
             blocks = unpack_keys(stale)
             chosen = _tile_around(blocks, int(priority.argmax()), max(int(s.tile_m / s.block_m), 1))
             for block in stale[chosen].tolist():
                 del self._pending[block]
-            self._stale -= int(chosen.sum())
             occupied = chosen & (sizes > 0)
             work = self._tile_inputs(blocks[occupied]) if occupied.any() else None
             floor_z, offset, inputs, seen = self._floor_z, self._grid_offset, self._inputs, self._updates
@@ -311,14 +310,17 @@ class SemanticMap:
                 self.version += 1
         return ComputeReport(blocks, len(rows), student_s, time.perf_counter() - started)
 
-    def _due(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The pending blocks (packed), the share of each one's voxels changed since its last pass (at most 1; a
-        block that lost all its voxels counts as wholly changed) and which of them are stale (call under the
-        lock)."""
+    def _pending_blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pending blocks (packed), their voxel counts now and the share of each one's voxels changed since
+        its last pass (at most 1; a block that lost all its voxels counts as wholly changed). Call under the lock."""
         pending = np.fromiter(self._pending, np.int64, len(self._pending))
         changes = np.fromiter(self._pending.values(), np.float64, len(self._pending))
-        share = np.minimum(changes / np.maximum(self._sizes_of(pending), 1), 1.0)
-        return pending, share, share >= max(self.settings.stale_share, np.finfo(np.float64).tiny)
+        sizes = self._sizes_of(pending)
+        return pending, sizes, np.minimum(changes / np.maximum(sizes, 1), 1.0)
+
+    def _stale_pending(self) -> int:
+        """Pending blocks changed by at least `stale_share` (call under the lock)."""
+        return int((self._pending_blocks()[2] >= self._stale_at).sum())
 
     def _rows_of(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The row of each of the packed voxel `keys` in the map now, and whether the map still holds it (call
@@ -457,15 +459,14 @@ class SemanticMap:
             self.objects_version = version
             return SceneObjects.empty(len(space.labels), features.shape[1]), np.zeros(0, np.int64)
         with self.times.measure("objects.downsample"):
-            cell_keys, xyz, rgb, weights, cell, inverse = _objects_cells(positions, inputs,
-                                                                         self.settings.objects_voxel_m)
+            cell_keys, xyz, rgb, weights, cell, voxel_of_cell = _objects_cells(positions, inputs,
+                                                                               self.settings.objects_voxel_m)
         # superpoints first: a pass overtaken while it computes them has still brought the tracker up to date
         with self.times.measure("objects.superpoints"):
             superpoints = self._superpoints.update(cell_keys, xyz, rgb, torch.get_num_threads())
         if stop():
             return None
         with self.times.measure("objects.features"):       # a cell has the feature of its first point's voxel
-            voxel_of_cell = inputs.voxel[np.unique(inverse, return_index=True)[1]]
             voxel_scores = np.concatenate([space.logits(torch.from_numpy(features[i:i + LABEL_CHUNK]).float()
                                                         ).numpy() for i in range(0, len(features), LABEL_CHUNK)])
             class_scores = voxel_scores[voxel_of_cell]
@@ -584,9 +585,7 @@ class _NetworkInputs:
         (cells of `reach_m` around them and their 26 neighbours)."""
         if not len(changed_xyz) or not len(self.xyz):
             return
-        near = np.unique(voxel_coords(changed_xyz, reach_m), axis=0)
-        steps = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
-        around = np.unique(pack_coords((near[:, None, :] + steps[None]).reshape(-1, 3)))
+        around = neighbourhood_keys(np.unique(voxel_coords(changed_xyz, reach_m), axis=0))
         stale = np.isin(pack_coords(voxel_coords(self.xyz, reach_m)), around)
         self.projected[stale] = False
         self.stale_since[stale] = update
@@ -634,12 +633,12 @@ def _objects_cells(positions: np.ndarray, inputs: _NetworkInputs, cell_m: float
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The network's input points at `positions` (their surfaces where projected) in `cell_m` cells: each cell's
     packed key (sorted), mean position and colour, its point count, the cell of each voxel (its first point's) and
-    of each point."""
-    keys, inverse, counts = np.unique(pack_coords(voxel_coords(positions, cell_m)), return_inverse=True,
-                                   return_counts=True)
+    the voxel of each cell (its first point's)."""
+    keys, first, inverse, counts = np.unique(pack_coords(voxel_coords(positions, cell_m)), return_index=True,
+                                             return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     cells = len(counts)
     mean_xyz = np.stack([np.bincount(inverse, positions[:, i], cells) for i in range(3)], axis=1) / counts[:, None]
     mean_rgb = np.stack([np.bincount(inverse, inputs.rgb[:, i], cells) for i in range(3)], axis=1) / counts[:, None]
     return keys, mean_xyz, np.rint(mean_rgb).astype(np.uint8), counts.astype(np.float64), inverse[inputs.first], \
-        inverse
+        inputs.voxel[first]

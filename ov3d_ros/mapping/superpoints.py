@@ -33,7 +33,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from ov3d_ros.files import atomic_path
-from ov3d_ros.geometry.voxels import pack_coords, unpack_keys, voxel_coords
+from ov3d_ros.geometry.voxels import neighbourhood_keys, pack_coords, unpack_keys, voxel_coords
 
 ALGORITHM_VERSION = 1   # part of the cache key: bump when compute_superpoints changes its output
 _LOCALITY_CELL_M = 0.05   # points are processed sorted by voxel of this size: neighbours stay close in memory
@@ -427,8 +427,7 @@ class SuperpointTracker:
     def _ids_beside(self, keys: np.ndarray) -> np.ndarray:
         """The superpoints of the last update's cells among the 26 neighbours of the cells `keys` (so a new cell
         can join the patch it extends)."""
-        steps = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
-        around = np.unique(pack_coords((unpack_keys(keys)[:, None, :] + steps[None]).reshape(-1, 3)))
+        around = neighbourhood_keys(unpack_keys(keys))
         position = np.minimum(np.searchsorted(self._keys, around), len(self._keys) - 1)
         return self._ids[position[self._keys[position] == around]]
 
